@@ -1,0 +1,3 @@
+"""Studio appliance: ID photos and portraits with zero retention."""
+
+__version__ = "0.1.0"

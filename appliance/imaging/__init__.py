@@ -1,0 +1,1 @@
+"""Pure functions on bytes and arrays: decode, encode, geometry, layout."""

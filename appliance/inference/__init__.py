@@ -1,0 +1,1 @@
+"""Models on the device accelerator: runtime, delegates, registry, one wrapper per model."""

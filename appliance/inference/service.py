@@ -1,0 +1,67 @@
+"""Builds the runtime, the accelerator and every model wrapper from the inference config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config import InferenceConfig
+from appliance.inference.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
+from appliance.inference.landmarks import FaceLandmarker
+from appliance.inference.registry import get_model, verified_model_path
+from appliance.inference.runtime import (
+    AcceleratorChoice,
+    InterpreterBackend,
+    TFLiteModel,
+    load_backend,
+    select_accelerator,
+)
+from appliance.inference.segmenter import PortraitSegmenter
+
+
+@dataclass(frozen=True)
+class InferenceService:
+    """Every model the appliance runs, loaded once and shared (each run is thread-safe)."""
+
+    backend: InterpreterBackend
+    accelerator: AcceleratorChoice
+    detector: FaceDetector
+    far_detector: FaceDetector  # full range: small faces in a wide frame
+    landmarker: FaceLandmarker
+    segmenter: PortraitSegmenter
+
+    @classmethod
+    def from_config(cls, config: InferenceConfig) -> InferenceService:
+        backend = load_backend()
+        accelerator = select_accelerator(config.accelerator, backend)
+
+        def load(name: str) -> TFLiteModel:
+            spec = get_model(name)
+            return TFLiteModel(
+                verified_model_path(name, config.models_dir),
+                backend,
+                accelerator,
+                num_threads=config.num_threads,
+                input_range=(spec.input_min, spec.input_max),
+            )
+
+        return cls(
+            backend=backend,
+            accelerator=accelerator,
+            detector=FaceDetector(
+                load("face_detection_short_range"), SHORT_RANGE,
+                min_score=config.min_face_score, nms_iou=config.nms_iou,
+            ),  # fmt: skip
+            far_detector=FaceDetector(
+                load("face_detection_full_range"), FULL_RANGE, nms_iou=config.nms_iou
+            ),
+            landmarker=FaceLandmarker(load("face_landmark")),
+            segmenter=PortraitSegmenter(load("selfie_segmentation")),
+        )
+
+    def models(self) -> dict[str, TFLiteModel]:
+        return {
+            "face_detection_short_range": self.detector.model,
+            "face_detection_full_range": self.far_detector.model,
+            "face_landmark": self.landmarker.model,
+            "selfie_segmentation": self.segmenter.model,
+        }
