@@ -10,6 +10,7 @@ applied, so every caller sees the photo upright.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def _register_heif() -> None:
         return
     _heif_registered = True
     try:
-        import pillow_heif  # type: ignore[import-not-found]
+        import pillow_heif
     except ImportError:
         return
     pillow_heif.register_heif_opener()
@@ -68,15 +69,22 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses before we see the size; its message carries the pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "too many pixels"
         raise ImageTooLargeError(
-            f"the image has too many pixels to decode safely (limit {max_pixels / 1e6:.0f} MP)"
+            f"the image has {size}, over the limit of {max_pixels / 1e6:.0f} MP "
+            "(imaging.max_pixels): send a smaller photo"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(
             f"not an image this appliance can read ({len(data)} bytes; expected JPEG, PNG, "
             "WebP, TIFF or HEIC)"
         ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise ImageError(f"the image data is truncated or corrupt ({detail}): send it again") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -91,7 +99,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 def _orientation(image: Image.Image) -> int:
     try:
         value = image.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop the photo
+    except Exception:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -120,7 +128,9 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
             if ratio < 1.0:
                 # DCT scaling: decode at 1/2, 1/4 or 1/8 straight from the JPEG, never smaller
                 # than asked; only the mode and the size may change here.
-                image.draft("RGB", (max(1, round(stored_w * ratio)), max(1, round(stored_h * ratio))))
+                image.draft(
+                    "RGB", (max(1, round(stored_w * ratio)), max(1, round(stored_h * ratio)))
+                )
         image.load()
         kind = image.format or "unknown"
         upright = _to_rgb(image)
@@ -129,7 +139,9 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError (and a few codecs as others).
         detail = " ".join(str(exc).split())[:160]
-        raise ImageError(f"the image data is truncated or corrupt ({detail}): send it again") from None
+        raise ImageError(
+            f"the image data is truncated or corrupt ({detail}): send it again"
+        ) from None
     except Image.DecompressionBombError:
         raise ImageTooLargeError("the image expands to too many pixels to decode safely") from None
     pixels = np.asarray(upright, dtype=np.uint8)

@@ -60,7 +60,9 @@ def as_rgb_image(image: Any) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ImageError(f"expected an RGB image (H x W x 3), got shape {image.shape}")
     if image.shape[0] < 8 or image.shape[1] < 8:
-        raise ImageError(f"the image is too small to hold a face ({image.shape[1]}x{image.shape[0]})")
+        raise ImageError(
+            f"the image is too small to hold a face ({image.shape[1]}x{image.shape[0]})"
+        )
     return image
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.inference.runtime import TFLiteModel
 from appliance.imaging.geometry import Box, Point, as_rgb_image
+from appliance.inference.runtime import TFLiteModel
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear", "left_ear")
 
@@ -174,7 +174,5 @@ class FaceDetector:
 
             x0, y0 = to_source(box[0], box[1])
             x1, y1 = to_source(box[2], box[3])
-            faces.append(
-                Face(score, Box(x0, y0, x1, y1), tuple(to_source(x, y) for x, y in kps))
-            )
+            faces.append(Face(score, Box(x0, y0, x1, y1), tuple(to_source(x, y) for x, y in kps)))
         return faces

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from appliance.errors import ImageError
+from appliance.imaging.geometry import Point, apply_affine, as_rgb_image, invert_affine
 from appliance.inference.detector import Face
 from appliance.inference.runtime import TFLiteModel
-from appliance.imaging.geometry import Point, apply_affine, as_rgb_image, invert_affine
 
 # Mesh indices (the subject's right eye appears on the image's left).
 RIGHT_EYE_RING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -151,9 +151,13 @@ class FaceLandmarker:
         image = as_rgb_image(image)
         to_crop = face_crop_affine(face, self.size)
         crop = cv2.warpAffine(
-            image, to_crop, (self.size, self.size), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
-        )  # fmt: skip
+            image,
+            to_crop,
+            (self.size, self.size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
+        )
         outputs = self.model.run(crop)
         mesh = self.model.output_by_shape(outputs, 1404).reshape(468, 3)
         presence_logit = float(self.model.output_by_shape(outputs, 1).ravel()[0])

@@ -125,7 +125,9 @@ def _sk(name: str, sha256: str, size: int) -> PinnedFile:
 # Public-domain NASA portrait and two no-face negatives, for the demo and for tests on a
 # fresh clone. Same bytes as the copies in ../shared/data/portraits/.
 SAMPLES: tuple[PinnedFile, ...] = (
-    _sk("astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791555),
+    _sk(
+        "astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791555
+    ),
     _sk("chelsea.png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", 240512),
     _sk("coffee.png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", 466706),
     PinnedFile(

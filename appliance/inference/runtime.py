@@ -38,7 +38,8 @@ class InterpreterBackend:
 
     @property
     def load_delegate(self) -> Callable[..., Any]:
-        return self.module.load_delegate  # type: ignore[no-any-return]
+        loader: Callable[..., Any] = self.module.load_delegate
+        return loader
 
 
 def load_backend() -> InterpreterBackend:
@@ -86,8 +87,9 @@ def select_accelerator(setting: str, backend: InterpreterBackend) -> Accelerator
         module = _delegate_module(name)
         first = module.load(backend.load_delegate, argument)  # raises AcceleratorError
         loader = _loader(module, backend, argument, first)
-        return AcceleratorChoice(name, argument, f"configured: accelerator = {setting!r}", (),
-                                 loader)  # fmt: skip
+        return AcceleratorChoice(
+            name, argument, f"configured: accelerator = {setting!r}", (), loader
+        )
     rejected: list[tuple[str, str]] = []
     for candidate in AUTO_ORDER:
         module = _delegate_module(candidate)
@@ -101,8 +103,9 @@ def select_accelerator(setting: str, backend: InterpreterBackend) -> Accelerator
             if candidate != "cpu"
             else "no accelerator loaded, using XNNPACK on the CPU"
         )
-        return AcceleratorChoice(candidate, "", reason, tuple(rejected),
-                                 _loader(module, backend, "", first))  # fmt: skip
+        return AcceleratorChoice(
+            candidate, "", reason, tuple(rejected), _loader(module, backend, "", first)
+        )
     raise AcceleratorError("no accelerator could be loaded, not even the CPU")  # unreachable
 
 
@@ -135,7 +138,7 @@ def _tensor_spec(detail: dict[str, Any]) -> TensorSpec:
     scales = params.get("scales")
     zeros = params.get("zero_points")
     scale, zero = detail.get("quantization", (0.0, 0))
-    if scales is not None and len(scales) == 1:
+    if scales is not None and zeros is not None and len(scales) == 1:
         scale, zero = float(scales[0]), int(zeros[0])
     return TensorSpec(
         name=str(detail["name"]),
@@ -233,4 +236,3 @@ class TFLiteModel:
             if array.shape[-1] == last_dim:
                 return array
         raise ModelError(f"{self.path.name}: no output with last dimension {last_dim}")
-

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.inference.runtime import TFLiteModel
 from appliance.imaging.geometry import as_rgb_image, compose_affine
+from appliance.inference.runtime import TFLiteModel
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,11 @@ class InferenceService:
             backend=backend,
             accelerator=accelerator,
             detector=FaceDetector(
-                load("face_detection_short_range"), SHORT_RANGE,
-                min_score=config.min_face_score, nms_iou=config.nms_iou,
-            ),  # fmt: skip
+                load("face_detection_short_range"),
+                SHORT_RANGE,
+                min_score=config.min_face_score,
+                nms_iou=config.nms_iou,
+            ),
             far_detector=FaceDetector(
                 load("face_detection_full_range"), FULL_RANGE, nms_iou=config.nms_iou
             ),

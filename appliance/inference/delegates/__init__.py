@@ -26,4 +26,7 @@ def check_library(library: str) -> None:
     LiteRT's Delegate object, when its library fails to load, is left half-built and prints an
     AttributeError traceback from its __del__; loading it ourselves first avoids that noise.
     """
-    ctypes.CDLL(library)
+    handle = ctypes.CDLL(library)
+    for symbol in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"):
+        if not hasattr(handle, symbol):
+            raise OSError(f"{library} is not a TFLite delegate (it has no {symbol})")

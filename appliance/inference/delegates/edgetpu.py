@@ -18,6 +18,6 @@ def load(load_delegate: LoadDelegate, argument: str = "") -> Any:
         return load_delegate(LIBRARY, options)
     except (ValueError, OSError) as exc:
         raise AcceleratorError(
-            f"No Edge TPU found ({LIBRARY}: {delegate_failure(exc)}): plug one in and install "
+            f"No Edge TPU found ({delegate_failure(exc)}): plug one in and install "
             'libedgetpu1-std, or set accelerator = "cpu" (or "auto") in the [inference] section'
         ) from None

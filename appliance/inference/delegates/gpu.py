@@ -18,6 +18,6 @@ def load(load_delegate: LoadDelegate, argument: str = "") -> Any:
         return load_delegate(LIBRARY)
     except (ValueError, OSError) as exc:
         raise AcceleratorError(
-            f"No GPU delegate ({LIBRARY}: {delegate_failure(exc)}): install the delegate library "
+            f"No GPU delegate ({delegate_failure(exc)}): install the delegate library "
             'built for this board on the library path, or set accelerator = "cpu" (or "auto")'
         ) from None

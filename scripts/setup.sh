@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 / Raspberry Pi OS (Bookworm) machine or a laptop.
+#   scripts/setup.sh run    what the appliance needs to run (venv, pinned packages, models)
+#   scripts/setup.sh test   that, plus the test tools and the real components tests drive
+# Each step checks first and does nothing when it is already done.
+set -euo pipefail
+
+profile="${1:-run}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+python="${PYTHON:-python3}"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*  (run as root or install sudo)"; return 1; fi
+}
+
+# Debian packages, installed only when missing.
+apt_packages=(python3 python3-venv python3-pip)
+if [ "$profile" = "test" ]; then
+  # strace: the no-plaintext test traces the daemon; systemd: systemd-analyze for the units.
+  apt_packages+=(strace systemd)
+fi
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The virtual environment with the pinned packages; reinstalled only when pyproject.toml changes.
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+  log "creating $venv"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+fi
+extras=""
+[ "$profile" = "test" ] && extras="[test]"
+stamp="$venv/.installed-$profile"
+want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing the appliance and its pinned dependencies$extras"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root$extras"
+  echo "$want" > "$stamp"
+fi
+
+# The pinned models and sample portraits, fetched and verified by sha256 (no-op when present).
+"$venv/bin/appliance" models fetch >/dev/null
+"$venv/bin/appliance" samples fetch --dir "$root/samples" >/dev/null
+log "ready ($profile)"
