@@ -229,7 +229,7 @@ def _whitespace_spans(starts: list[int], size: int, total: int, tick: int) -> li
     """Spans [a, b) across the grid where no photo is: ticks in both margins, full inner gaps."""
     ordered = sorted(set(starts))
     spans = [(ordered[0] - tick, ordered[0]), (ordered[-1] + size, ordered[-1] + size + tick)]
-    spans += [(a, b) for a, b in itertools.pairwise(ordered) if b > a + size]
+    spans += [(a + size, b) for a, b in itertools.pairwise(ordered) if b > a + size]
     return [(max(0, a), min(total, b)) for a, b in spans if min(total, b) > max(0, a)]
 
 

@@ -1,0 +1,1 @@
+"""ID/passport photos: document specs (with sources), pipeline, compliance checks, sheets."""
