@@ -1,0 +1,101 @@
+"""Customer sessions: RAM-only encrypted workspace, lifecycle state machine, audit log.
+
+The public names are re-exported here; see each module for the reasoning behind it.
+"""
+
+from __future__ import annotations
+
+from appliance.session.audit import (
+    AuditError,
+    AuditLocation,
+    AuditLog,
+    AuditSchemaError,
+    AuditVerification,
+    verify_chain,
+)
+from appliance.session.hardening import (
+    CheckResult,
+    FilesystemInfo,
+    HardeningError,
+    SwapDevice,
+    SwapStatus,
+    core_dump_status,
+    disable_core_dumps,
+    filesystem_of,
+    swap_status,
+    workspace_fs_status,
+)
+from appliance.session.lifecycle import SessionManager, WipeHook
+from appliance.session.state import (
+    LEGAL_TRANSITIONS,
+    Download,
+    DownloadLink,
+    IllegalTransitionError,
+    ItemNotFoundError,
+    LinkInvalidError,
+    RetentionPolicy,
+    RetentionTooLongError,
+    Session,
+    SessionNotFoundError,
+    SessionState,
+    SessionStateError,
+    StoredItem,
+    WipeOutcome,
+    WipeReason,
+)
+from appliance.session.workspace import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobRef,
+    SessionWorkspace,
+    Workspace,
+    WorkspaceClosedError,
+    WorkspaceError,
+    WorkspaceFullError,
+    WorkspaceNotInRamError,
+)
+
+__all__ = [
+    "LEGAL_TRANSITIONS",
+    "AuditError",
+    "AuditLocation",
+    "AuditLog",
+    "AuditSchemaError",
+    "AuditVerification",
+    "BlobIntegrityError",
+    "BlobNotFoundError",
+    "BlobRef",
+    "CheckResult",
+    "Download",
+    "DownloadLink",
+    "FilesystemInfo",
+    "HardeningError",
+    "IllegalTransitionError",
+    "ItemNotFoundError",
+    "LinkInvalidError",
+    "RetentionPolicy",
+    "RetentionTooLongError",
+    "Session",
+    "SessionManager",
+    "SessionNotFoundError",
+    "SessionState",
+    "SessionStateError",
+    "SessionWorkspace",
+    "StoredItem",
+    "SwapDevice",
+    "SwapStatus",
+    "WipeHook",
+    "WipeOutcome",
+    "WipeReason",
+    "Workspace",
+    "WorkspaceClosedError",
+    "WorkspaceError",
+    "WorkspaceFullError",
+    "WorkspaceNotInRamError",
+    "core_dump_status",
+    "disable_core_dumps",
+    "filesystem_of",
+    "swap_status",
+    "verify_chain",
+    "workspace_fs_status",
+]
