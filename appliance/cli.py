@@ -127,6 +127,83 @@ def _cmd_analyze(args: argparse.Namespace, config: Config) -> int:
     return 1 if failures else 0
 
 
+def _cmd_process(args: argparse.Namespace, config: Config) -> int:
+    from appliance.idphoto.pipeline import IdPhotoPipeline, ProductRequest
+    from appliance.idphoto.portrait import RATIOS
+    from appliance.idphoto.specs import get_spec
+    from appliance.imaging.matte import parse_hex_colour
+    from appliance.inference.service import InferenceService
+
+    # Refuse a wrong option before loading any model or reading any photo.
+    if args.portrait is None:
+        get_spec(args.spec or config.product.default_spec)
+    elif args.portrait not in RATIOS:
+        raise ApplianceError(f"--portrait must be one of {', '.join(RATIOS)}")
+    if args.background and args.background != "blur":
+        try:
+            parse_hex_colour(args.background)
+        except ValueError as exc:
+            raise ApplianceError(f"--background: {exc}") from None
+    request = ProductRequest(
+        spec_id=args.spec, background=args.background, paper=args.sheet, portrait=args.portrait
+    )
+    pipeline = IdPhotoPipeline(InferenceService.from_config(config.inference), config)
+    refused = 0
+    used: set[str] = set()
+    for path in args.inputs:
+        try:
+            product = pipeline.process(path.read_bytes(), request)
+        except (ApplianceError, OSError) as exc:
+            refused += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"{path}: refused: {reason}", file=sys.stderr)
+            continue
+        kind = (
+            f"portrait-{args.portrait.replace(':', 'x')}"
+            if args.portrait
+            else product.report["spec"]
+        )
+        stem = f"{path.stem}.{kind}"
+        while stem in used:
+            stem += "-1"
+        used.add(stem)
+        outputs = {f"{stem}.jpg": product.digital, f"{stem}.json": _report_bytes(product.report)}
+        if product.sheet is not None:
+            outputs[f"{stem}.sheet-{args.sheet}.jpg"] = product.sheet
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, data in outputs.items():
+            partial = args.out / f".{name}.partial"
+            partial.write_bytes(data)
+            partial.replace(args.out / name)
+        if args.json:
+            print(json.dumps({"input": str(path), **product.report}))
+        else:
+            print(f"{path}: {product.report['verdict']} -> {args.out / (stem + '.jpg')}")
+    return 1 if refused else 0
+
+
+def _report_bytes(report: dict[str, object]) -> bytes:
+    return (json.dumps(report, indent=2) + "\n").encode()
+
+
+def _cmd_specs(args: argparse.Namespace, config: Config) -> int:
+    from appliance.idphoto.specs import list_specs
+
+    del config
+    specs = list_specs()
+    if args.json:
+        print(json.dumps([spec.to_dict() for spec in specs], indent=2))
+        return 0
+    for spec in specs:
+        w, h = spec.digital_size_px
+        lo, hi = spec.head_height_mm
+        print(
+            f"{spec.id:<22} {spec.width_mm:g}x{spec.height_mm:g} mm  {w}x{h} px  "
+            f"head {lo:g}-{hi:g} mm  {spec.name}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance", description="Studio appliance: ID photos and portraits, zero retention"
@@ -154,6 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("images", type=Path, nargs="+")
     analyze.add_argument("--json", action="store_true")
     analyze.set_defaults(handler=_cmd_analyze)
+
+    process = sub.add_parser("process", help="make ID photos (or portraits) from photo files")
+    process.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+    process.add_argument("--spec", help="document spec id (see `appliance specs`)")
+    process.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+    process.add_argument("--background", help="#RRGGBB (portraits also take 'blur')")
+    process.add_argument("--sheet", default="4x6", choices=("4x6", "5x7", "a6", "a4"))
+    process.add_argument(
+        "--portrait",
+        choices=("4:5", "2:3", "1:1"),
+        help="make a portrait at this ratio instead of an ID photo",
+    )
+    process.add_argument("--json", action="store_true", help="print each report as JSON")
+    process.set_defaults(handler=_cmd_process)
+
+    specs = sub.add_parser("specs", help="list the document specs")
+    specs.add_argument("--json", action="store_true")
+    specs.set_defaults(handler=_cmd_specs)
 
     doctor = sub.add_parser("doctor", help="report runtime, accelerator, models and devices")
     doctor.add_argument("--json", action="store_true")

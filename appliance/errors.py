@@ -96,3 +96,12 @@ class MultipleFacesError(FaceError):
     def __init__(self, count: int) -> None:
         self.count = count
         super().__init__(f"{count} faces found: ask the others to step out of the frame and retake")
+
+
+class FaceTooSmallError(FaceError):
+    """The face has too few pixels for the document at the size it must be printed."""
+
+
+class SubjectCutError(ApplianceError, ValueError):
+    """A part of the subject the document needs (top of the head, chin, shoulders) is outside
+    the photo."""

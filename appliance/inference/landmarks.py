@@ -58,7 +58,7 @@ class FaceLandmarks:
         return self._mean(LEFT_EYE_RING)
 
     @property
-    def eye_midpoint(self) -> Point:
+    def eye_mid(self) -> Point:
         (rx, ry), (lx, ly) = self.right_eye, self.left_eye
         return ((rx + lx) / 2.0, (ry + ly) / 2.0)
 
@@ -117,9 +117,10 @@ class FaceLandmarks:
         return tilt - PITCH_NEUTRAL_DEG
 
 
-def face_crop_affine(face: Face, size: int) -> np.ndarray:
-    """2x3 affine from source pixels to the model's square crop around `face`."""
-    (rx, ry), (lx, ly) = face.right_eye, face.left_eye
+def face_crop_affine(face: Face, size: int, eyes: tuple[Point, Point] | None = None) -> np.ndarray:
+    """2x3 affine from source pixels to the model's square crop around `face`, turned so the
+    eyes (the detector's, or better ones from an earlier mesh) are level in it."""
+    (rx, ry), (lx, ly) = eyes or (face.right_eye, face.left_eye)
     angle = math.atan2(ly - ry, lx - rx)  # turn the crop so the eyes are level in it
     side = max(face.box.width, face.box.height) * CROP_SCALE
     if side <= 1.0:
@@ -147,9 +148,18 @@ class FaceLandmarker:
         self.model = model
         self.size = width
 
-    def landmarks(self, image: np.ndarray, face: Face) -> FaceLandmarks:
-        image = as_rgb_image(image)
-        to_crop = face_crop_affine(face, self.size)
+    def landmarks(self, image: np.ndarray, face: Face, *, passes: int = 1) -> FaceLandmarks:
+        """The mesh for `face`; with passes=2 the crop is turned again by the first mesh's own
+        eye line, which the model reads more precisely than the detector's keypoints."""
+        marks = self._landmarks(as_rgb_image(image), face, None)
+        for _ in range(passes - 1):
+            marks = self._landmarks(image, face, (marks.right_eye, marks.left_eye))
+        return marks
+
+    def _landmarks(
+        self, image: np.ndarray, face: Face, eyes: tuple[Point, Point] | None
+    ) -> FaceLandmarks:
+        to_crop = face_crop_affine(face, self.size, eyes)
         crop = cv2.warpAffine(
             image,
             to_crop,

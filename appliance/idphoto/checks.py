@@ -1,0 +1,273 @@
+"""Compliance checks on the finished photo: each a measured value, its limit and a verdict.
+
+Checks never block the photo: the operator sees every value in plain words and decides. The
+geometry checks read the output itself (the pipeline's own landmark pass on the finished
+pixels), so they report what the embassy will measure, not what the pipeline intended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from appliance.idphoto.specs import DocumentSpec
+
+Verdict = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Verdict
+    value: float | int | str
+    limit: str
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OutputMeasure:
+    """What the landmark pass measured on the finished photo, in its pixels."""
+
+    face_count: int
+    eye_mid: tuple[float, float]
+    eye_distance: float
+    chin_y: float
+    crown_y: float
+    face_centre_x: float
+    roll: float
+    yaw: float
+    pitch: float
+    eyes_open: float  # the less open eye's lid gap over its width
+    mouth_open: float
+    face_box: tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def _graded(value: float, good: float, tolerable: float) -> Verdict:
+    """pass up to `good`, warn up to `tolerable`, fail beyond (on the absolute value)."""
+    magnitude = abs(value)
+    return "pass" if magnitude <= good else "warn" if magnitude <= tolerable else "fail"
+
+
+def _within(value: float, low: float, high: float, slack: float) -> Verdict:
+    if low <= value <= high:
+        return "pass"
+    return "warn" if low - slack <= value <= high + slack else "fail"
+
+
+def geometry_checks(m: OutputMeasure, spec: DocumentSpec, px_per_mm: float) -> list[Check]:
+    height_px = spec.height_mm * px_per_mm
+    width_px = spec.digital_size_px[0]
+    head_mm = (m.chin_y - m.crown_y) / px_per_mm
+    eye_mm = (height_px - m.eye_mid[1]) / px_per_mm
+    offset_mm = (m.face_centre_x - width_px / 2.0) / px_per_mm
+    head_lo, head_hi = spec.head_height_mm
+    eye_lo, eye_hi = spec.eye_line_mm
+    derived = " (derived: the authority sets none)" if spec.eye_line_derived else ""
+    return [
+        Check(
+            "single face",
+            "pass" if m.face_count == 1 else "fail",
+            m.face_count,
+            "exactly 1",
+            "one face in the photo"
+            if m.face_count == 1
+            else f"{m.face_count} faces in the finished photo",
+        ),
+        Check(
+            "head height",
+            _within(head_mm, head_lo, head_hi, 0.5),
+            round(head_mm, 2),
+            f"{head_lo:g}-{head_hi:g} mm chin to crown",
+            f"head is {head_mm:.1f} mm from chin to crown",
+        ),
+        Check(
+            "eye line",
+            _within(eye_mm, eye_lo, eye_hi, 0.5),
+            round(eye_mm, 2),
+            f"{eye_lo:g}-{eye_hi:g} mm from the bottom{derived}",
+            f"eyes are {eye_mm:.1f} mm above the bottom edge",
+        ),
+        Check(
+            "centring",
+            _graded(offset_mm, 1.0, 2.0),
+            round(offset_mm, 2),
+            "within 1 mm",
+            f"face centre is {abs(offset_mm):.1f} mm "
+            f"{'right' if offset_mm > 0 else 'left'} of the middle",
+        ),
+    ]
+
+
+def pose_checks(m: OutputMeasure, corrected_roll: float) -> list[Check]:
+    checks = [
+        Check(
+            "roll",
+            _graded(m.roll, 1.0, 2.0),
+            round(m.roll, 2),
+            "level within 1 degree",
+            f"eye line tilted {abs(m.roll):.1f} degrees (corrected {corrected_roll:+.1f})",
+        ),
+        Check(
+            "yaw",
+            _graded(m.yaw, 8.0, 15.0),
+            round(m.yaw, 1),
+            "within 8 degrees",
+            "facing the camera"
+            if abs(m.yaw) <= 8
+            else f"head turned about {abs(m.yaw):.0f} degrees: ask to face the camera",
+        ),
+        Check(
+            "pitch",
+            _graded(m.pitch, 10.0, 20.0),
+            round(m.pitch, 1),
+            "within 10 degrees",
+            "head level"
+            if abs(m.pitch) <= 10
+            else f"head tilted {'up' if m.pitch > 0 else 'down'} about {abs(m.pitch):.0f} degrees",
+        ),
+    ]
+    eyes: Verdict = "pass" if m.eyes_open >= 0.18 else "warn" if m.eyes_open >= 0.12 else "fail"
+    checks.append(
+        Check(
+            "eyes open",
+            eyes,
+            round(m.eyes_open, 3),
+            "lid gap at least 0.18 of eye width",
+            "both eyes open" if eyes == "pass" else "eyes look closed or half closed",
+        )
+    )
+    mouth: Verdict = "pass" if m.mouth_open <= 0.08 else "warn" if m.mouth_open <= 0.15 else "fail"
+    checks.append(
+        Check(
+            "mouth closed",
+            mouth,
+            round(m.mouth_open, 3),
+            "lip gap at most 0.08 of mouth width",
+            "mouth closed, neutral" if mouth == "pass" else "mouth open or smiling",
+        )
+    )
+    return checks
+
+
+def _face_region(pixels: np.ndarray, m: OutputMeasure) -> np.ndarray:
+    x0, y0, x1, y1 = m.face_box
+    h, w = pixels.shape[:2]
+    # The inner face (forehead to chin, cheek to cheek), away from hair and background.
+    ix0, ix1 = x0 + (x1 - x0) // 6, x1 - (x1 - x0) // 6
+    iy0, iy1 = y0 + (y1 - y0) // 8, y1 - (y1 - y0) // 10
+    region = pixels[max(iy0, 0) : min(iy1, h), max(ix0, 0) : min(ix1, w)]
+    return region if region.size else pixels
+
+
+def image_checks(
+    pixels: np.ndarray,
+    alpha: np.ndarray,
+    m: OutputMeasure,
+    background: tuple[int, int, int],
+    source_px_per_output_px: float,
+) -> list[Check]:
+    face = _face_region(pixels, m)
+    grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    highlights = float((face.max(axis=2) >= 250).mean())
+    shadows = float((grey <= 8).mean())
+    clipped = max(highlights, shadows)
+    exposure = _graded(clipped, 0.01, 0.05)
+    mean = float(grey.mean())
+    if not 60 <= mean <= 225:
+        exposure = "fail" if not 35 <= mean <= 240 else max(exposure, "warn", key=_rank)
+    # Sharpness on a face normalised to a fixed eye distance, so it does not depend on size.
+    scale = 64.0 / max(m.eye_distance, 1.0)
+    normal = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    sharpness = float(cv2.Laplacian(normal, cv2.CV_32F).var())
+    back = alpha < 0.05
+    distance = np.abs(pixels.astype(np.int16) - np.array(background, np.int16)).max(axis=2)
+    spread = float(np.percentile(distance[back], 95)) if back.any() else 0.0
+    resolution = source_px_per_output_px
+    return [
+        Check(
+            "exposure",
+            exposure,
+            round(clipped * 100, 2),
+            "under 1% clipped, mean 60-225",
+            f"{highlights * 100:.1f}% blown highlights, {shadows * 100:.1f}% black shadows "
+            f"on the face, mean brightness {mean:.0f}",
+        ),
+        Check(
+            "sharpness",
+            "pass" if sharpness >= 60 else "warn" if sharpness >= 25 else "fail",
+            round(sharpness, 1),
+            "at least 60 (Laplacian variance at 64 px eye distance)",
+            "in focus" if sharpness >= 60 else "the face looks soft: check focus and movement",
+        ),
+        Check(
+            "background",
+            _graded(spread, 8.0, 24.0),
+            round(spread, 1),
+            "95% of background within 8 levels of the colour",
+            "plain, even background" if spread <= 8 else "the background is not even",
+        ),
+        Check(
+            "resolution",
+            "pass" if resolution >= 1.0 else "warn" if resolution >= 0.5 else "fail",
+            round(resolution, 2),
+            "at least 1 photo pixel per output pixel",
+            f"{m.eye_distance:.0f} px between the eyes in the output"
+            + ("" if resolution >= 1.0 else "; enlarged from a small face, may look soft"),
+        ),
+    ]
+
+
+def _rank(verdict: Verdict) -> int:
+    return {"pass": 0, "warn": 1, "fail": 2}[verdict]
+
+
+def glasses_check(pixels: np.ndarray, landmarks_xy: np.ndarray) -> Check:
+    """A hint, not a verdict: frames leave a strong horizontal edge over the nose bridge."""
+    inner_right, inner_left, bridge = landmarks_xy[133], landmarks_xy[362], landmarks_xy[168]
+    half = max(3, int(abs(inner_left[0] - inner_right[0]) * 0.25))
+    cx, cy = int(bridge[0]), int(bridge[1])
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    patch = grey[max(cy - half, 0) : cy + half, max(cx - half // 2, 0) : cx + half // 2 + 1]
+    forehead = landmarks_xy[151]
+    fx, fy = int(forehead[0]), int(forehead[1])
+    skin = grey[max(fy - half, 0) : fy + half, max(fx - half // 2, 0) : fx + half // 2 + 1]
+    if patch.size < 9 or skin.size < 9:
+        return Check("glasses", "pass", 0.0, "hint", "could not look for glasses")
+    edge = float(np.abs(np.diff(patch, axis=0)).max(axis=0).mean())
+    base = float(np.abs(np.diff(skin, axis=0)).max(axis=0).mean()) + 4.0
+    ratio = edge / base
+    likely = ratio > 3.0
+    return Check(
+        "glasses",
+        "warn" if likely else "pass",
+        round(ratio, 2),
+        "hint: frame edge over the nose bridge",
+        "glasses likely: most authorities now ask for them to be removed"
+        if likely
+        else "no glasses frame seen",
+    )
+
+
+def framing_check(extended_share: float) -> Check:
+    """How much of the subject (clothing) had to be continued past the photo's edge."""
+    percent = extended_share * 100.0
+    return Check(
+        "framing",
+        "pass" if percent < 0.5 else "warn" if percent < 12 else "fail",
+        round(percent, 1),
+        "the photo covers the whole frame",
+        "the photo covers the frame"
+        if percent < 0.5
+        else f"{percent:.0f}% of the frame (clothing below the shoulders) was continued past the "
+        "photo's edge: check the preview, or retake from further away",
+    )
+
+
+def worst(checks: list[Check]) -> Verdict:
+    return max((c.status for c in checks), key=_rank, default="pass")

@@ -1,0 +1,175 @@
+"""Render the planned frame from the kept pixels, replace the background, and measure it.
+
+Only the region the document needs is ever resampled: the kept decode is at most the scale the
+output needs, the warp goes straight from it into the output raster (crop, scale and roll in one
+step), and the matte is refined on that raster. Pixels the frame needs from beyond the photo are
+filled from its edge and covered by the new background; where the *subject* would have to be
+invented there instead, the photo is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from appliance.errors import SubjectCutError
+from appliance.idphoto.checks import OutputMeasure
+from appliance.imaging.geometry import compose_affine
+from appliance.imaging.matte import replace_background, tighten
+from appliance.inference.segmenter import PortraitMask
+from appliance.inference.service import InferenceService
+
+# How much of the body below the chin, in head heights, the photo itself must show.
+SHOULDER_SHARE = 0.35
+
+
+@dataclass(frozen=True)
+class Rendered:
+    pixels: np.ndarray  # the finished photo, uint8 RGB
+    alpha: np.ndarray  # refined matte on it, float32
+    extended_px: int  # rows of subject continued past the photo's edge
+    extended_share: float  # share of the frame where the subject was continued
+
+
+def render(
+    kept: np.ndarray,
+    kept_to_raster: np.ndarray,
+    view_to_raster: np.ndarray,
+    size: tuple[int, int],
+    mask: PortraitMask,
+    inference: InferenceService,
+    background: tuple[int, int, int] | None,
+    chin_row: float,
+    head_rows: float,
+) -> Rendered:
+    width, height = size
+    enlarge = float(np.hypot(*kept_to_raster[:, 0])) > 1.05
+    pixels = cv2.warpAffine(
+        kept,
+        kept_to_raster,
+        size,
+        flags=cv2.INTER_CUBIC if enlarge else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    inside = (
+        cv2.warpAffine(
+            np.full(kept.shape[:2], 255, np.uint8),
+            kept_to_raster,
+            size,
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        > 0
+    )
+    alpha = tighten(inference.segmenter.refine(mask, pixels, view_to_raster))
+    # The photo must show the neck and the top of the shoulders (a third of a head below the
+    # chin); below that, clothing the frame needs past the photo's edge is continued from it.
+    centre = inside[:, width // 2]
+    last_row = int(np.flatnonzero(centre).max()) if centre.any() else -1
+    if last_row < min(height - 1, chin_row + SHOULDER_SHARE * head_rows):
+        raise SubjectCutError(
+            "the photo ends too close to the chin: the document needs the neck and the top of "
+            "the shoulders; step back (or zoom out) and retake"
+        )
+    outside_subject = (~inside) & (alpha >= 0.5)
+    extended, share = 0, 0.0
+    if outside_subject.any():
+        rows = np.flatnonzero(outside_subject.any(axis=1))
+        if rows.min() < chin_row:
+            raise SubjectCutError(
+                "part of the head is outside the photo: centre the face with space around the "
+                "hair and retake"
+            )
+        extended = int(rows.max() - rows.min() + 1)
+    share = float(outside_subject.mean())
+    if background is not None:
+        pixels = replace_background(pixels, alpha, background)
+    return Rendered(pixels, alpha, extended, share)
+
+
+def measure_output(
+    pixels: np.ndarray, alpha: np.ndarray, inference: InferenceService
+) -> tuple[OutputMeasure, np.ndarray] | None:
+    """The pipeline's own landmark pass on the finished photo (None when no face is found)."""
+    faces = inference.detector.detect(pixels)
+    if not faces:
+        return None
+    usable = [f for f in faces if f.box.width >= 0.35 * max(g.box.width for g in faces)]
+    face = max(faces, key=lambda f: f.box.width)
+    marks = inference.landmarker.landmarks(pixels, face, passes=2)
+    eye_x, eye_y = marks.eye_mid
+    centre_x = (eye_x + marks.chin[0]) / 2.0
+    band = max(2, round(marks.eye_distance * 0.5))
+    columns = alpha[:, max(0, round(centre_x) - band) : round(centre_x) + band + 1]
+    person = (columns >= 0.5).mean(axis=1)
+    row = round(eye_y)
+    while row > 0 and person[row - 1] >= 0.3:
+        row -= 1
+    box = face.box
+    measure = OutputMeasure(
+        face_count=len(usable),
+        eye_mid=(eye_x, eye_y),
+        eye_distance=marks.eye_distance,
+        chin_y=marks.chin[1],
+        crown_y=float(row),
+        face_centre_x=centre_x,
+        roll=marks.roll,
+        yaw=marks.yaw,
+        pitch=marks.pitch,
+        eyes_open=min(marks.right_eye_openness, marks.left_eye_openness),
+        mouth_open=marks.mouth_openness,
+        face_box=(round(box.x0), round(box.y0), round(box.x1), round(box.y1)),
+    )
+    return measure, marks.points[:, :2]
+
+
+def draw_guides(
+    pixels: np.ndarray,
+    measure: OutputMeasure | None,
+    eye_band: tuple[float, float],
+    head_band: tuple[float, float] | None,
+    max_side: int = 900,
+) -> np.ndarray:
+    """A preview for the operator: crown, chin and eye lines, the allowed eye band, centre."""
+    scale = min(1.0, max_side / max(pixels.shape[:2]))
+    view = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    height, width = view.shape[:2]
+    overlay = view.copy()
+    top, bottom = (round(v * scale) for v in eye_band)
+    cv2.rectangle(overlay, (0, top), (width - 1, bottom), (80, 160, 255), -1)
+    view = cv2.addWeighted(overlay, 0.18, view, 0.82, 0)
+    thick = max(1, round(width / 300))
+    cv2.line(view, (width // 2, 0), (width // 2, height - 1), (40, 170, 60), thick)
+    if head_band is not None:
+        for y in head_band:
+            cv2.line(
+                view, (0, round(y * scale)), (width // 8, round(y * scale)), (120, 120, 120), thick
+            )
+    if measure is not None:
+        for y, colour in (
+            (measure.crown_y, (220, 40, 40)),
+            (measure.chin_y, (220, 40, 40)),
+            (measure.eye_mid[1], (30, 90, 230)),
+        ):
+            cv2.line(view, (0, round(y * scale)), (width - 1, round(y * scale)), colour, thick)
+    return view
+
+
+def kept_to_view(
+    view_scale: float, view_origin: tuple[float, float], kept_scale: float
+) -> np.ndarray:
+    """Affine from kept-decode pixels to view pixels (both are scaled copies of the photo)."""
+    ratio = view_scale / kept_scale
+    ox, oy = view_origin
+    return np.array([[ratio, 0.0, -ox * view_scale], [0.0, ratio, -oy * view_scale]])
+
+
+def chain(*affines: np.ndarray) -> np.ndarray:
+    """Compose affines applied left to right."""
+    result = affines[0]
+    for affine in affines[1:]:
+        result = compose_affine(affine, result)
+    return result
