@@ -210,7 +210,10 @@ class IdPhotoPipeline:
         imaging = self.config.imaging
         with timings("decode"):
             analysis = decode(
-                data, max_pixels=imaging.max_pixels, max_side=imaging.analysis_max_side
+                data,
+                max_pixels=imaging.max_pixels,
+                max_side=imaging.analysis_max_side,
+                at_least=False,
             )
         face, view = self._find_face(data, analysis, timings)
         with timings("landmarks"):
@@ -232,11 +235,14 @@ class IdPhotoPipeline:
                 f"needs {needed_head_px:.0f} px; move closer or use a higher resolution"
             )
         with timings("decode_kept"):
-            kept = decode(
-                data,
-                max_pixels=imaging.max_pixels,
-                max_side=math.ceil(max(analysis.full_size) * min(1.0, out_per_full)),
-            )
+            if out_per_full <= analysis.scale:
+                kept = analysis  # the reduced decode already has every pixel the output needs
+            else:
+                kept = decode(
+                    data,
+                    max_pixels=imaging.max_pixels,
+                    max_side=math.ceil(max(analysis.full_size) * min(1.0, out_per_full)),
+                )
         view_to_raster = chain(plan.to_mm, raster_affine(plan, size, px_per_mm))
         kept_to_raster = chain(kept_to_view(view.scale, view.origin, kept.scale), view_to_raster)
         chin_row = float((view_to_raster @ np.array([*head.chin, 1.0]))[1])

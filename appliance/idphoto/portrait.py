@@ -52,7 +52,9 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
     timings = Timings()
     imaging = pipeline.config.imaging
     with timings("decode"):
-        analysis = decode(data, max_pixels=imaging.max_pixels, max_side=imaging.analysis_max_side)
+        analysis = decode(
+            data, max_pixels=imaging.max_pixels, max_side=imaging.analysis_max_side, at_least=False
+        )
     face, view = pipeline._find_face(data, analysis, timings)
     with timings("landmarks"):
         marks = pipeline.inference.landmarker.landmarks(view.pixels, face)

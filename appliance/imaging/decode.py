@@ -120,15 +120,22 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> DecodedImage:
-    """Decode upright RGB, at most `max_side` px on the longest side (None: full size)."""
+def decode(
+    data: bytes, *, max_pixels: int, max_side: int | None = None, at_least: bool = True
+) -> DecodedImage:
+    """Decode upright RGB, at most `max_side` px on the longest side (None: full size).
+
+    With `at_least` the result is exactly `max_side` (or the full size, if smaller): for pixels
+    that are kept. Without it a JPEG may come out anywhere between half and all of `max_side`,
+    whichever DCT scale is cheapest: for the models, which resize anyway.
+    """
     image = _open(data, max_pixels)
     orientation = _orientation(image)
     stored_w, stored_h = image.size
     full_size = (stored_h, stored_w) if orientation in _SWAPS_AXES else (stored_w, stored_h)
     try:
         if max_side is not None and image.format == "JPEG":
-            ratio = max_side / max(stored_w, stored_h)
+            ratio = max_side / max(stored_w, stored_h) / (1.0 if at_least else 2.0)
             if ratio < 1.0:
                 # DCT scaling: decode at 1/2, 1/4 or 1/8 straight from the JPEG, never smaller
                 # than asked; only the mode and the size may change here.

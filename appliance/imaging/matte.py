@@ -28,12 +28,19 @@ def tighten(alpha: np.ndarray, low: float = 0.08, high: float = 0.92) -> np.ndar
     return np.clip((alpha - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
 
 
-def _old_background(pixels: np.ndarray, alpha: np.ndarray, radius: int) -> np.ndarray:
+def _old_background(
+    pixels: np.ndarray, alpha: np.ndarray, radius: int, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """The old background's colour around each listed pixel: a blur that counts only the
+    pixels the matte calls background."""
     weight = (1.0 - alpha) ** 2
     size = (2 * radius + 1, 2 * radius + 1)
     weighted = cv2.boxFilter(pixels.astype(np.float32) * weight[..., None], -1, size)
-    total = cv2.boxFilter(weight, -1, size)[..., None]
-    return np.asarray(weighted / np.maximum(total, np.float32(1e-4)), dtype=np.float32)
+    total = cv2.boxFilter(weight, -1, size)
+    return np.asarray(
+        weighted[rows, cols] / np.maximum(total[rows, cols], np.float32(1e-4))[:, None],
+        dtype=np.float32,
+    )
 
 
 def replace_background(
@@ -43,25 +50,27 @@ def replace_background(
 
     `pixels` H x W x 3 uint8 and `alpha` H x W float32 in [0, 1] (1 = subject).
     """
-    alpha = alpha.astype(np.float32, copy=False)
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     height, width = alpha.shape
-    radius = max(3, round(max(height, width) / 60))
-    old = _old_background(pixels, alpha, radius)
-    a = alpha[..., None]
-    observed = pixels.astype(np.float32)
-    # Un-mix: observed = a * subject + (1 - a) * old  =>  subject = (observed - (1 - a) old) / a
-    edge = (a > 0.02) & (a < 0.98)
-    subject = np.where(
-        edge, (observed - (1.0 - a) * old) / np.maximum(a, np.float32(0.02)), observed
-    )
-    subject = np.clip(subject, 0.0, 255.0)
     if isinstance(background, np.ndarray):
-        new = background.astype(np.float32)
+        new = np.ascontiguousarray(background, dtype=np.uint8)
     else:
-        new = np.empty_like(observed)
-        new[...] = np.asarray(background, dtype=np.float32)
-    out = a * subject + (1.0 - a) * new
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        new = np.empty_like(pixels)
+        new[...] = np.asarray(background, dtype=np.uint8)
+    out = cv2.blendLinear(pixels, new, alpha, 1.0 - alpha)
+    rows, cols = np.nonzero((alpha > 0.02) & (alpha < 0.98))
+    if rows.size == 0:
+        return np.asarray(out)
+    # Un-mix the edge pixels: observed = a * subject + (1 - a) * old, so the subject over the
+    # new background is observed + (1 - a) * (new - old), with the subject kept in range.
+    radius = max(3, round(max(height, width) / 60))
+    old = _old_background(pixels, alpha, radius, rows, cols)
+    a = alpha[rows, cols][:, None]
+    observed = pixels[rows, cols].astype(np.float32)
+    subject = np.clip((observed - (1.0 - a) * old) / np.maximum(a, np.float32(0.02)), 0, 255)
+    mixed = a * subject + (1.0 - a) * new[rows, cols].astype(np.float32)
+    out[rows, cols] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(out)
 
 
 def blurred_background(pixels: np.ndarray, alpha: np.ndarray, strength: float = 0.03) -> np.ndarray:
