@@ -1,0 +1,36 @@
+"""The benchmark scripts run in smoke mode (one iteration, no timing asserted) so they cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_process_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_process.py"),
+            "--smoke",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = {r["image"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"12mp", "0.4mp"}
+    assert results["12mp"]["megapixels"] > 11.5
+    assert results["0.4mp"]["megapixels"] < 0.6
+    for r in results.values():
+        assert r["peak_rss_mb"] > 0 and r["total_median_ms"] > 0
+        assert {"decode", "detect", "render", "encode"} <= set(r["stages_median_ms"])
