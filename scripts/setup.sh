@@ -2,6 +2,7 @@
 # Idempotent set-up for a fresh Debian 12 / Raspberry Pi OS (Bookworm) machine or a laptop.
 #   scripts/setup.sh run    what the appliance needs to run (venv, pinned packages, models)
 #   scripts/setup.sh test   that, plus the test tools and the real components tests drive
+#   scripts/setup.sh slow   that, plus what the slow tier needs (qemu and a kernel to boot)
 # Each step checks first and does nothing when it is already done.
 set -euo pipefail
 
@@ -19,9 +20,14 @@ as_root() {
 
 # Debian packages, installed only when missing.
 apt_packages=(python3 python3-venv python3-pip)
-if [ "$profile" = "test" ]; then
-  # strace: the no-plaintext test traces the daemon; systemd: systemd-analyze for the units.
-  apt_packages+=(strace systemd)
+if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
+  # strace: the no-plaintext test traces the daemon; systemd: systemd-analyze for the units;
+  # cups: a real cupsd for the printing tests; chromium: the browser tests (driven by
+  # Playwright, never its own browser download); mmdebstrap: the image smoke build.
+  apt_packages+=(strace systemd cups cups-client cups-bsd chromium mmdebstrap fonts-dejavu-core)
+fi
+if [ "$profile" = "slow" ]; then
+  apt_packages+=(qemu-system-x86 qemu-utils linux-image-amd64)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -40,8 +46,8 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/nu
   "$python" -m venv "$venv"
 fi
 extras=""
-[ "$profile" = "test" ] && extras="[test]"
-stamp="$venv/.installed-$profile"
+[ "$profile" != "run" ] && extras="[test]"
+stamp="$venv/.installed${extras:+-test}"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing the appliance and its pinned dependencies$extras"
