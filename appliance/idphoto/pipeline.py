@@ -28,6 +28,7 @@ from appliance.imaging.encode import encode_jpeg, encode_jpeg_capped
 from appliance.imaging.layout import compose_sheet
 from appliance.imaging.matte import parse_hex_colour
 from appliance.inference.detector import Face
+from appliance.inference.landmarks import FaceLandmarks
 from appliance.inference.service import InferenceService
 
 # A second face at least this wide, relative to the largest, counts as another person.
@@ -39,6 +40,10 @@ MIN_PRESENCE = 0.5
 # Refuse when the output would need the face enlarged more than this (the resolution check
 # already fails from 2x: the photo is still made, the operator decides).
 MAX_ENLARGEMENT = 4.0
+
+
+# A detected face and the face mesh that confirmed it.
+Found = tuple[Face, FaceLandmarks]
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class IdPhotoPipeline:
 
     # --- finding the face --------------------------------------------------------------------
 
-    def _detect(self, pixels: np.ndarray) -> list[Face]:
+    def _detect(self, pixels: np.ndarray) -> list[Found]:
         """Faces confirmed by the face mesh; each detector is tried only if the previous one
         found none (near faces, then far faces, then small faces tile by tile)."""
         stages = (
@@ -101,15 +106,17 @@ class IdPhotoPipeline:
             self._detect_tiled,
         )
         for stage in stages:
-            faces = [face for face in stage(pixels) if self._confirmed(pixels, face)]
-            if faces:
-                return faces
+            found = self._confirmed(pixels, stage(pixels))
+            if found:
+                return found
         return []
 
-    def _confirmed(self, pixels: np.ndarray, face: Face) -> bool:
+    def _confirmed(self, pixels: np.ndarray, faces: list[Face]) -> list[Found]:
         # Detectors see faces in fur, fabric and logos now and then; the mesh model's own
         # face-presence score tells them apart (real faces score near 1, the rest near 0).
-        return self.inference.landmarker.landmarks(pixels, face).presence >= MIN_PRESENCE
+        # The mesh is kept: it is the first landmark pass for the face that is used.
+        found = [(face, self.inference.landmarker.landmarks(pixels, face)) for face in faces]
+        return [(face, marks) for face, marks in found if marks.presence >= MIN_PRESENCE]
 
     def _detect_tiled(self, pixels: np.ndarray, tile: int | None = None) -> list[Face]:
         """Small faces in a wide frame: the short-range model on overlapping tiles."""
@@ -134,22 +141,23 @@ class IdPhotoPipeline:
                         found.append(moved)
         return sorted(found, key=lambda f: -f.score)
 
-    def _one_face(self, faces: list[Face]) -> Face:
+    def _one_face(self, faces: list[Found]) -> Found:
         if not faces:
             raise NoFaceError(
                 "no face found: make sure one person faces the camera, lit and in the frame "
                 "(a face that fills less than about a fiftieth of the photo's width is too "
                 "small to find: move closer)"
             )
-        widest = max(face.box.width for face in faces)
-        usable = [face for face in faces if face.box.width >= OTHER_FACE_SHARE * widest]
+        widest = max(face.box.width for face, _ in faces)
+        usable = [pair for pair in faces if pair[0].box.width >= OTHER_FACE_SHARE * widest]
         if len(usable) > 1:
             raise MultipleFacesError(len(usable))
         return usable[0]
 
     def _find_face(
         self, data: bytes, analysis: DecodedImage, timings: Timings
-    ) -> tuple[Face, View]:
+    ) -> tuple[Face, FaceLandmarks, View]:
+        """The one face, its landmarks (two passes) and the view they are measured in."""
         view = View(analysis.pixels, analysis.scale)
         with timings("detect"):
             faces = self._detect(view.pixels)
@@ -162,16 +170,13 @@ class IdPhotoPipeline:
                     max_pixels=self.config.imaging.max_pixels,
                     max_side=2 * max(analysis.pixels.shape[:2]),
                 )
-                tiles = [
-                    f
-                    for f in self._detect_tiled(closer.pixels, tile=256)
-                    if self._confirmed(closer.pixels, f)
-                ]
+                tiles = self._confirmed(closer.pixels, self._detect_tiled(closer.pixels, 256))
             if tiles:
                 analysis, view, faces = closer, View(closer.pixels, closer.scale), tiles
-        face = self._one_face(faces)
+        face, marks = self._one_face(faces)
         if face.eye_distance >= REFOCUS_EYE_PX or analysis.scale >= 0.999:
-            return face, view
+            with timings("landmarks"):
+                return face, self.inference.landmarker.realign(view.pixels, face, marks), view
         # A small face in a large frame: decode more pixels and look again at a crop around it.
         with timings("refocus"):
             wanted = min(1.0, analysis.scale * 1.5 * REFOCUS_EYE_PX / max(face.eye_distance, 1))
@@ -194,8 +199,9 @@ class IdPhotoPipeline:
         if not faces:
             raise NoFaceError("no face found when looking closer: retake with the face larger")
         centre = ((cx - x0), (cy - y0))
-        nearest = min(faces, key=lambda f: math.dist(f.box.center, centre))
-        return nearest, view
+        face, marks = min(faces, key=lambda pair: math.dist(pair[0].box.center, centre))
+        with timings("landmarks"):
+            return face, self.inference.landmarker.realign(view.pixels, face, marks), view
 
     # --- the product ---------------------------------------------------------------------------
 
@@ -215,9 +221,7 @@ class IdPhotoPipeline:
                 max_side=imaging.analysis_max_side,
                 at_least=False,
             )
-        face, view = self._find_face(data, analysis, timings)
-        with timings("landmarks"):
-            marks = self.inference.landmarker.landmarks(view.pixels, face, passes=2)
+        face, marks, view = self._find_face(data, analysis, timings)
         with timings("segment"):
             mask = self.inference.segmenter.segment(view.pixels)
         with timings("measure"):

@@ -55,9 +55,7 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
         analysis = decode(
             data, max_pixels=imaging.max_pixels, max_side=imaging.analysis_max_side, at_least=False
         )
-    face, view = pipeline._find_face(data, analysis, timings)
-    with timings("landmarks"):
-        marks = pipeline.inference.landmarker.landmarks(view.pixels, face)
+    _, marks, view = pipeline._find_face(data, analysis, timings)
     with timings("segment"):
         mask = pipeline.inference.segmenter.segment(view.pixels)
     full_w, full_h = analysis.full_size

@@ -156,6 +156,10 @@ class FaceLandmarker:
             marks = self._landmarks(image, face, (marks.right_eye, marks.left_eye))
         return marks
 
+    def realign(self, image: np.ndarray, face: Face, marks: FaceLandmarks) -> FaceLandmarks:
+        """A second pass with the crop turned by an earlier mesh's own eye line."""
+        return self._landmarks(as_rgb_image(image), face, (marks.right_eye, marks.left_eye))
+
     def _landmarks(
         self, image: np.ndarray, face: Face, eyes: tuple[Point, Point] | None
     ) -> FaceLandmarks:
