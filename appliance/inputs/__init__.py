@@ -1,0 +1,1 @@
+"""Ways photos arrive besides the camera and the web uploads (the hot folder)."""
