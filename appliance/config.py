@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from appliance.devices.config import ButtonsConfig, CameraConfig, HotFolderConfig, PrinterConfig
 from appliance.errors import ConfigError, ConfigIssue
 
 # Retention ceilings (seconds). Config may only lower them: there is no "keep" option.
@@ -116,9 +117,17 @@ class Config(_Section):
     session: SessionConfig = Field(default_factory=SessionConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     product: ProductConfig = Field(default_factory=ProductConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    buttons: ButtonsConfig = Field(default_factory=ButtonsConfig)
+    printer: PrinterConfig = Field(default_factory=PrinterConfig)
+    hotfolder: HotFolderConfig = Field(default_factory=HotFolderConfig)
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {
+    "camera": CameraConfig,
+    "buttons": ButtonsConfig,
+    "printer": PrinterConfig,
+    "hotfolder": HotFolderConfig,
     "inference": InferenceConfig,
     "imaging": ImagingConfig,
     "session": SessionConfig,

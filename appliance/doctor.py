@@ -90,13 +90,10 @@ Check = Callable[[Config], Iterator[DoctorRow]]
 
 def _extra_checks() -> list[Check]:
     """Checks owned by later layers (workspace, devices), each in its own module."""
-    checks: list[Check] = []
-    try:
-        from appliance.session.hardening import doctor_rows as session_rows
-    except ImportError:
-        return checks
-    checks.append(session_rows)
-    return checks
+    from appliance.devices.doctor import device_rows
+    from appliance.session.hardening import doctor_rows as session_rows
+
+    return [session_rows, device_rows]
 
 
 def run_checks(config: Config) -> list[DoctorRow]:
