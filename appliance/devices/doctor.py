@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from appliance.config import Config
-    from appliance.doctor import DoctorRow
+    from appliance.doctor import DoctorRow, Status
 
 _DEV = Path("/dev")
 
 
-def _camera_row(config: Config) -> tuple[str, str]:
+def _camera_row(config: Config) -> tuple[Status, str]:
     camera = config.camera
     backend = camera.backend
     if backend == "picamera2":
@@ -44,7 +44,7 @@ def _camera_row(config: Config) -> tuple[str, str]:
     return "info", f"{backend}"
 
 
-def _gpio_row(config: Config) -> tuple[str, str]:
+def _gpio_row(config: Config) -> tuple[Status, str]:
     buttons = config.buttons
     if not buttons.enabled:
         return "info", "buttons and LEDs disabled"
@@ -62,9 +62,9 @@ def device_rows(config: Config) -> Iterator[DoctorRow]:
     from appliance.doctor import DoctorRow
 
     status, detail = _camera_row(config)
-    yield DoctorRow("camera", status, detail)  # type: ignore[arg-type]
+    yield DoctorRow("camera", status, detail)
     status, detail = _gpio_row(config)
-    yield DoctorRow("gpio", status, detail)  # type: ignore[arg-type]
+    yield DoctorRow("gpio", status, detail)
     printer = config.printer
     if printer.backend != "cups":
         yield DoctorRow("printer", "info", f"{printer.backend} printer")
@@ -75,7 +75,7 @@ def device_rows(config: Config) -> Iterator[DoctorRow]:
 
         try:
             state = open_printer(printer).queue_state()
-            verdict = "ok" if state.ok else "warn"
+            verdict: Status = "ok" if state.ok else "warn"
             text = "ready" if state.ok else (state.reason or "not accepting jobs")
             yield DoctorRow("printer", verdict, f"CUPS queue {printer.queue}: {text}")
         except ApplianceError as exc:

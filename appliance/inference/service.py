@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from appliance.config import InferenceConfig
 from appliance.inference.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
@@ -16,6 +17,7 @@ from appliance.inference.runtime import (
     select_accelerator,
 )
 from appliance.inference.segmenter import PortraitSegmenter
+from appliance.inference.variants import VariantChoice, select_model
 
 
 @dataclass(frozen=True)
@@ -28,21 +30,34 @@ class InferenceService:
     far_detector: FaceDetector  # full range: small faces in a wide frame
     landmarker: FaceLandmarker
     segmenter: PortraitSegmenter
+    # Which variant (float / int8) each model runs and why; see `variants`.
+    variants: dict[str, VariantChoice] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: InferenceConfig) -> InferenceService:
+    def from_config(
+        cls, config: InferenceConfig, *, variant: str | None = None
+    ) -> InferenceService:
+        """`variant` overrides the config's `inference.variant` ("auto", "float" or "int8")."""
         backend = load_backend()
         accelerator = select_accelerator(config.accelerator, backend)
+        setting = variant or str(getattr(config, "variant", "auto"))
+        choices: dict[str, VariantChoice] = {}
 
         def load(name: str) -> TFLiteModel:
             spec = get_model(name)
-            return TFLiteModel(
-                verified_model_path(name, config.models_dir),
-                backend,
-                accelerator,
-                num_threads=config.num_threads,
-                input_range=(spec.input_min, spec.input_max),
-            )
+
+            def open_file(path: Path) -> TFLiteModel:
+                return TFLiteModel(
+                    path,
+                    backend,
+                    accelerator,
+                    num_threads=config.num_threads,
+                    input_range=(spec.input_min, spec.input_max),
+                )
+
+            float_path = verified_model_path(name, config.models_dir)
+            model, choices[name] = select_model(name, float_path, setting, open_file)
+            return model
 
         return cls(
             backend=backend,
@@ -58,6 +73,7 @@ class InferenceService:
             ),
             landmarker=FaceLandmarker(load("face_landmark")),
             segmenter=PortraitSegmenter(load("selfie_segmentation")),
+            variants=choices,
         )
 
     def models(self) -> dict[str, TFLiteModel]:
