@@ -1,0 +1,374 @@
+"""REST API under /api/v1: sessions, photos, products, printing, download links, status.
+
+Views are registered from :data:`appliance.web.openapi.ROUTES`. A product is stored as up to four
+encrypted items in the session workspace: the digital file (its id is the product id) plus the
+sheet, the guide-line preview and the JSON report, each tagged with that id in its metadata, so
+the wipe takes all of them and nothing of a product lives outside the workspace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import segno
+from flask import Blueprint, Response, jsonify, request, url_for
+from pydantic import BaseModel, ValidationError
+
+from appliance.errors import ApplianceError
+from appliance.idphoto.pipeline import ProductRequest
+from appliance.idphoto.specs import list_specs
+from appliance.session.state import ItemNotFoundError, Session, SessionState, StoredItem, WipeReason
+from appliance.web.context import web_context
+from appliance.web.openapi import ROUTES, FinishBody, LinkBody, PrintBody, ProductBody
+from appliance.web.openapi import openapi_document as build_document
+from appliance.web.problems import WebError
+from appliance.web.security import identity
+from appliance.web.services import DeviceUnavailableError, jsonable
+
+bp = Blueprint("api", __name__)
+
+Body = TypeVar("Body", bound=BaseModel)
+_ORDER = (
+    SessionState.STARTED,
+    SessionState.CONSENTED,
+    SessionState.CAPTURING,
+    SessionState.REVIEWING,
+    SessionState.DELIVERING,
+)
+_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")  # JPEG PNG TIFF
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def _body(model: type[Body]) -> Body:
+    raw = request.get_json(silent=True) if request.content_length else {}
+    if raw is None:
+        raise WebError(400, "bad_request", "The body must be a JSON object.")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        # Field names and pydantic's rule text only: never echo the value that was sent.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        raise WebError(400, "bad_request", f"Invalid request body ({problems}).") from None
+
+
+def _actor() -> str:
+    return identity().actor
+
+
+def _session(session_id: str) -> Session:
+    return web_context().services.sessions.get(session_id)
+
+
+def _advance(session_id: str, target: SessionState) -> None:
+    """Step forward along started -> ... -> delivering until ``target`` (never backwards)."""
+    sessions = web_context().services.sessions
+    state = _session(session_id).state
+    if state not in _ORDER or _ORDER.index(state) >= _ORDER.index(target):
+        return
+    for step in _ORDER[_ORDER.index(state) + 1 : _ORDER.index(target) + 1]:
+        sessions.transition(session_id, step, actor=_actor())
+
+
+def _back_to_capturing(session_id: str) -> None:
+    """A new photo after a result is a retake: delivering -> reviewing -> capturing."""
+    sessions = web_context().services.sessions
+    state = _session(session_id).state
+    path = {
+        SessionState.REVIEWING: (SessionState.CAPTURING,),
+        SessionState.DELIVERING: (SessionState.REVIEWING, SessionState.CAPTURING),
+    }.get(state, ())
+    for step in path:
+        sessions.transition(session_id, step, actor=_actor())
+
+
+def _product_items(session: Session, product_id: str) -> dict[str, StoredItem]:
+    digital = session.product(product_id)
+    if digital.metadata.get("kind") != "digital":
+        raise ItemNotFoundError(f"no product {product_id} in this session")
+    items = {"digital": digital}
+    for item in session.products.values():
+        if item.metadata.get("product") == product_id:
+            items[str(item.metadata["kind"])] = item
+    return items
+
+
+def _read_item(session_id: str, product_id: str, kind: str) -> bytes:
+    items = _product_items(_session(session_id), product_id)
+    if kind not in items:
+        raise WebError(404, "not_found", f"This product has no {kind}.")
+    return web_context().services.sessions.read_product(session_id, items[kind].item_id)
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Magic numbers of the formats the decoder reads (JPEG, PNG, TIFF, WebP, HEIC)."""
+    if data.startswith(_PREFIXES):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def _uploaded_image() -> bytes:
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("photo")
+        if upload is None:
+            raise WebError(400, "bad_request", "Send the photo in the multipart field 'photo'.")
+        data = upload.read()
+        declared = upload.mimetype or "application/octet-stream"
+    else:
+        declared = request.mimetype
+        data = request.get_data(cache=False)
+    if not data:
+        raise WebError(400, "bad_request", "The upload is empty.")
+    if not declared.startswith("image/") and declared != "application/octet-stream":
+        raise WebError(415, "unsupported_media_type", "Send a photo (image/jpeg, image/png ...).")
+    if not looks_like_image(data):
+        raise WebError(
+            415, "unsupported_media_type", "That file is not a JPEG, PNG, TIFF, WebP or HEIC photo."
+        )
+    return data
+
+
+def _iso(seconds_from_now: float) -> str:
+    moment = datetime.fromtimestamp(time.time() + seconds_from_now, UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+def create_session() -> tuple[Response, int]:
+    context = web_context()
+    session = context.services.sessions.create(actor=_actor())
+    context.desk.update(
+        session_id=session.session_id, product_id=None, link_url=None, link_token=None
+    )
+    return jsonify(id=session.session_id, state=session.state.value), 201
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    products = [
+        {
+            "id": item.item_id,
+            "spec": item.metadata.get("spec"),
+            "paper": item.metadata.get("paper"),
+        }
+        for item in session.products.values()
+        if item.metadata.get("kind") == "digital"
+    ]
+    return {
+        "id": session.session_id,
+        "state": session.state.value,
+        "photos": list(session.photos),
+        "products": products,
+        "print_jobs": len(session.print_jobs),
+    }
+
+
+def get_session(session_id: str) -> Response:
+    return jsonify(session_json(_session(session_id)))
+
+
+def consent(session_id: str) -> Response:
+    if _session(session_id).state is SessionState.STARTED:
+        _advance(session_id, SessionState.CAPTURING)
+    return jsonify(id=session_id, state=_session(session_id).state.value)
+
+
+def capture(session_id: str) -> tuple[Response, int]:
+    services = web_context().services
+    if services.camera is None:
+        raise DeviceUnavailableError("No camera is configured: upload a photo instead.")
+    _session(session_id)
+    _back_to_capturing(session_id)
+    try:
+        data = services.camera.capture()
+    except ApplianceError:
+        raise
+    except Exception as error:
+        raise DeviceUnavailableError("The camera did not deliver a photo: try again.") from error
+    photo = services.sessions.add_photo(session_id, data, {"source": "camera"})
+    return jsonify(photo_id=photo.item_id), 201
+
+
+def upload_photo(session_id: str) -> tuple[Response, int]:
+    _session(session_id)  # 404 before reading the body
+    data = _uploaded_image()
+    _back_to_capturing(session_id)
+    photo = web_context().services.sessions.add_photo(session_id, data, {"source": "upload"})
+    return jsonify(photo_id=photo.item_id), 201
+
+
+def make_product(session_id: str, photo_id: str) -> tuple[Response, int]:
+    body = _body(ProductBody)
+    context = web_context()
+    sessions = context.services.sessions
+    defaults = context.defaults.load()
+    photo = sessions.read_photo(session_id, photo_id)
+    spec = body.spec or (None if body.portrait else defaults.spec)
+    paper = body.sheet or defaults.paper
+    wanted = ProductRequest(
+        spec_id=spec, background=body.background, paper=paper, portrait=body.portrait
+    )
+    with context.pipeline_lock:
+        product = context.services.pipeline.process(photo, wanted)
+    label = spec or f"portrait-{body.portrait}"
+    digital = sessions.add_product(
+        session_id, product.digital, {"kind": "digital", "spec": label, "paper": paper}
+    )
+    product_id = digital.item_id
+    report = json.dumps(product.report, default=str).encode("utf-8")
+    extra = [("preview", product.preview), ("report", report)]
+    if product.sheet is not None:
+        extra.append(("sheet", product.sheet))
+    for kind, data in extra:
+        sessions.add_product(session_id, data, {"kind": kind, "product": product_id})
+    _advance(session_id, SessionState.REVIEWING)
+    context.desk.update(session_id=session_id, product_id=product_id, link_url=None)
+    return jsonify(product_id=product_id, report=json.loads(report)), 201
+
+
+def product_report(session_id: str, product_id: str) -> Response:
+    report = json.loads(_read_item(session_id, product_id, "report"))
+    return jsonify(product_id=product_id, report=report)
+
+
+def product_file(session_id: str, product_id: str, variant: str) -> Response:
+    data = _read_item(session_id, product_id, variant)
+    response = Response(data, mimetype="image/jpeg")
+    response.headers["Content-Disposition"] = f'inline; filename="{variant}.jpg"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def print_product(session_id: str) -> tuple[Response, int]:
+    body = _body(PrintBody)
+    services = web_context().services
+    if services.printer is None:
+        raise DeviceUnavailableError("No printer is configured.")
+    items = _product_items(_session(session_id), body.product_id)
+    if "sheet" not in items:
+        raise WebError(400, "bad_request", "This product has no print sheet.")
+    sheet = services.sessions.read_product(session_id, items["sheet"].item_id)
+    _advance(session_id, SessionState.DELIVERING)
+    media = str(items["digital"].metadata.get("paper", "4x6"))
+    try:
+        job_id = services.printer.submit(sheet, body.copies, media)
+    except ApplianceError:
+        raise
+    except Exception as error:
+        raise DeviceUnavailableError("The printer did not take the job: check it.") from error
+    services.sessions.add_print_job(session_id, str(job_id))
+    services.audit.record("print.submitted", actor=_actor(), session=session_id, copies=body.copies)
+    return jsonify(job_id=str(job_id)), 201
+
+
+def print_job(job_id: str) -> Response:
+    printer = web_context().services.printer
+    if printer is None:
+        raise DeviceUnavailableError("No printer is configured.")
+    try:
+        state = printer.status(job_id)
+    except LookupError:
+        raise WebError(404, "not_found", "No such print job.") from None
+    return jsonify(job_id=job_id, status=jsonable(state))
+
+
+def qr_svg(url: str) -> str:
+    stream = io.BytesIO()
+    segno.make(url, error="m").save(
+        stream, kind="svg", scale=6, border=2, xmldecl=False, svgns=True, nl=False
+    )
+    return stream.getvalue().decode("utf-8")
+
+
+def download_link(session_id: str) -> tuple[Response, int]:
+    body = _body(LinkBody)
+    context = web_context()
+    _product_items(_session(session_id), body.product_id)
+    _advance(session_id, SessionState.DELIVERING)
+    uses = context.settings.link_uses
+    link = context.services.sessions.create_link(
+        session_id, body.product_id, uses=uses, actor=_actor()
+    )
+    url = url_for("public.download_page", token=link.token, _external=True)
+    context.desk.update(session_id=session_id, link_url=url, link_token=link.token)
+    window = context.services.sessions.retention.download_window_s
+    return jsonify(url=url, qr_svg=qr_svg(url), expires_at=_iso(window), uses=uses), 201
+
+
+def finish(session_id: str) -> Response:
+    body = _body(FinishBody)
+    context = web_context()
+    sessions = context.services.sessions
+    if body.wipe or _session(session_id).state is not SessionState.DELIVERING:
+        sessions.wipe(session_id, WipeReason.OPERATOR, actor=_actor())
+    else:
+        sessions.finish(session_id, actor=_actor())
+    if context.desk.session_id == session_id:
+        context.desk.update(session_id=None, product_id=None, link_url=None, link_token=None)
+    found = sessions.find(session_id)
+    return jsonify(id=session_id, state=found.state.value if found else "wiped")
+
+
+def status() -> Response:
+    return jsonify(status_json())
+
+
+def status_json() -> dict[str, Any]:
+    services = web_context().services
+    workspace = services.sessions.workspace
+    printer: dict[str, Any] = {"configured": services.printer is not None}
+    if services.printer is not None:
+        try:
+            printer["queue"] = jsonable(services.printer.queue_state())
+        except Exception:
+            printer["error"] = "The printer does not answer."
+    camera: dict[str, Any] = {"configured": services.camera is not None}
+    state = getattr(services.camera, "state", None)  # ReconnectingCamera: ready or why not
+    if state is not None:
+        with contextlib.suppress(Exception):
+            camera["state"] = jsonable(state() if callable(state) else state)
+    result: dict[str, Any] = {
+        "camera": camera,
+        "preview": services.preview is not None,
+        "printer": printer,
+        "workspace": {
+            "used_bytes": workspace.usage(),
+            "max_bytes": workspace.max_bytes,
+            "sessions": len(services.sessions.sessions()),
+        },
+    }
+    if services.status is not None:
+        try:
+            result["appliance"] = jsonable(services.status())
+        except Exception:
+            result["appliance"] = {"error": "status unavailable"}
+    return result
+
+
+def specs() -> Response:
+    return jsonify(specs=[spec.to_dict() for spec in list_specs()])
+
+
+def openapi() -> Response:
+    return jsonify(build_document(url_for("api.create_session").rsplit("/", 1)[0]))
+
+
+_VIEWS: dict[str, Callable[..., Any]] = {
+    name: view
+    for name, view in globals().items()
+    if callable(view) and name in {route.endpoint for route in ROUTES}
+}
+for _route in ROUTES:
+    bp.add_url_rule(
+        _route.flask_rule, _route.endpoint, _VIEWS[_route.endpoint], methods=[_route.method]
+    )

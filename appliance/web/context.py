@@ -1,0 +1,96 @@
+"""Per-app state shared by the blueprints: services, logins, the desk and the defaults.
+
+One :class:`WebContext` per Flask app (``app.extensions["appliance"]``); nothing is global, so
+every test builds its own app with its own state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from flask import current_app
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.web.logins import LoginLimiter, LoginSessions
+from appliance.web.services import WebServices
+from appliance.web.settings import WebSettings
+
+
+class Defaults(BaseModel):
+    """What the operator page starts with; admins change them on the defaults page."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str = "icao-35x45"
+    paper: str = Field(default="4x6", pattern=r"^(4x6|5x7|a6|a4)$")
+    copies: int = Field(default=1, ge=1, le=20)
+
+
+class DefaultsStore:
+    """``state_dir/web/defaults.json``, replaced atomically; falls back to the config."""
+
+    def __init__(self, state_dir: Path, fallback: Defaults) -> None:
+        self.path = state_dir.absolute() / "web" / "defaults.json"
+        self.fallback = fallback
+        self._lock = threading.Lock()
+
+    def load(self) -> Defaults:
+        try:
+            return Defaults.model_validate(json.loads(self.path.read_text("utf-8")))
+        except (OSError, ValueError):
+            return self.fallback
+
+    def save(self, defaults: Defaults) -> None:
+        with self._lock:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(prefix=".defaults-", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                    stream.write(defaults.model_dump_json(indent=1))
+                os.replace(temporary, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+                raise
+
+
+@dataclass
+class Desk:
+    """What the customer screen shows: the session the operator works on now."""
+
+    session_id: str | None = None
+    product_id: str | None = None
+    link_url: str | None = None
+    link_token: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def update(self, **values: Any) -> None:
+        with self.lock:
+            for name, value in values.items():
+                setattr(self, name, value)
+
+
+@dataclass
+class WebContext:
+    services: WebServices
+    settings: WebSettings
+    logins: LoginSessions
+    limiter: LoginLimiter
+    defaults: DefaultsStore
+    desk: Desk = field(default_factory=Desk)
+    # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
+    csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # One product at a time: the models are shared and the Pi has few cores.
+    pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def web_context() -> WebContext:
+    return cast(WebContext, current_app.extensions["appliance"])

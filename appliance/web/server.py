@@ -1,0 +1,233 @@
+"""The production servers, in process: HTTPS for everything, plain HTTP for the CA only.
+
+HTTPS is cheroot's thread-pooled WSGI server with the built-in SSL adapter, handed an
+``ssl.SSLContext`` whose minimum version is TLS 1.3 (a TLS 1.2 client fails the handshake).
+Request headers and bodies are capped, sockets time out, and the server certificate is checked
+every few minutes: when the LAN addresses change, a new one is issued and loaded into the live
+context, so new connections get it without a restart.
+
+The plain-HTTP port serves only ``/ca.crt`` and the ``/ca`` install page (fingerprint included)
+and redirects everything else to HTTPS: a tablet needs it exactly once, to trust the CA.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from typing import Any
+
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cheroot.wsgi import Server
+from cryptography.hazmat.primitives import serialization
+from flask import Flask, Response, g, redirect, render_template, request
+
+from appliance.web.app import create_app
+from appliance.web.i18n import LANGUAGES, negotiate, translate
+from appliance.web.public import ca_pem_response
+from appliance.web.security import SECURITY_HEADERS
+from appliance.web.services import WebServices
+from appliance.web.tls import (
+    IPAddress,
+    ca_certificate,
+    ensure_certificates,
+    fingerprint,
+    server_context,
+    tls_files,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 16 * 1024
+SOCKET_TIMEOUT_S = 30
+CERT_CHECK_S = 600.0
+
+
+def create_ca_app(services: WebServices, https_port: int) -> Flask:
+    """The plain-HTTP app: the CA certificate, its install page, and redirects to HTTPS."""
+    app = Flask("appliance.web.app", static_folder=None)
+    state_dir = services.config.state_dir
+
+    def https_url(path: str) -> str:
+        host = request.host
+        host = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
+        return f"https://{host}:{https_port}{path}"
+
+    @app.before_request
+    def language() -> None:
+        g.lang = negotiate(
+            request.cookies.get("lang"), request.accept_languages, services.settings.language
+        )
+
+    @app.context_processor
+    def template_globals() -> dict[str, Any]:
+        language = g.get("lang", "en")
+        return {
+            "_": lambda message, **values: translate(language, message, **values),
+            "lang": language,
+            "languages": LANGUAGES,
+        }
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            if name != "Strict-Transport-Security":  # meaningless (and ignored) over HTTP
+                response.headers.setdefault(name, value)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.route("/ca.crt")
+    def ca_crt() -> Response:
+        cert = ca_certificate(state_dir)
+        if cert is None:
+            return Response("no CA yet\n", status=404, mimetype="text/plain")
+        return ca_pem_response(cert.public_bytes(serialization.Encoding.PEM))
+
+    @app.route("/ca")
+    def ca_page() -> Response | tuple[str, int]:
+        cert = ca_certificate(state_dir)
+        if cert is None:
+            return Response("no CA yet\n", status=404, mimetype="text/plain")
+        page = render_template(
+            "ca.html",
+            fingerprint=fingerprint(cert),
+            subject=cert.subject.rfc4514_string(),
+            download="/ca.crt",
+            https_url=https_url("/"),
+            stylesheet=False,
+        )
+        return page, 200
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    @app.route("/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    def elsewhere(path: str) -> Response:
+        return redirect(https_url("/" + path), code=308)  # type: ignore[return-value]
+
+    return app
+
+
+class WebServer:
+    """Both servers, each on its own thread; ``start`` returns once they listen."""
+
+    def __init__(
+        self,
+        services: WebServices,
+        *,
+        app: Flask | None = None,
+        bind: str | None = None,
+        port: int | None = None,
+        http_port: int | None = None,
+        hostname: str | None = None,
+        addresses: list[IPAddress] | None = None,
+        cert_check_s: float = CERT_CHECK_S,
+    ) -> None:
+        web = services.config.web
+        self.services = services
+        self.app = app if app is not None else create_app(services)
+        self.bind = bind if bind is not None else web.bind
+        self._port = web.port if port is None else port
+        self._http_port = web.http_port if http_port is None else http_port
+        self.hostname = hostname
+        self.addresses = addresses
+        self.cert_check_s = cert_check_s
+        self._https: Server | None = None
+        self._http: Server | None = None
+        self._context: ssl.SSLContext | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def https_port(self) -> int:
+        return int(self._https.bind_addr[1]) if self._https else self._port
+
+    @property
+    def http_port(self) -> int:
+        return int(self._http.bind_addr[1]) if self._http else self._http_port
+
+    def _refresh_certificate(self) -> bool:
+        state_dir = self.services.config.state_dir
+        renewed = ensure_certificates(state_dir, hostname=self.hostname, addresses=self.addresses)
+        if renewed and self._context is not None:
+            files = tls_files(state_dir)
+            self._context.load_cert_chain(files.server_cert, files.server_key)
+        return renewed
+
+    def _announce_setup(self) -> None:
+        users = self.services.users
+        if users.needs_setup():
+            code = users.new_setup_code()
+            logger.warning(
+                "first start: open https://<this device>:%d/setup and enter the one-time setup "
+                "code %s (a new one: `appliance setup-code`)",
+                self.https_port,
+                code,
+            )
+
+    def start(self) -> None:
+        state_dir = self.services.config.state_dir
+        self._refresh_certificate()
+        files = tls_files(state_dir)
+        self._context = server_context(state_dir)
+        adapter = BuiltinSSLAdapter(str(files.server_cert), str(files.server_key))
+        adapter.context = self._context
+        settings = self.services.settings
+        https = Server(
+            (self.bind, self._port),
+            self.app,
+            numthreads=settings.server_threads,
+            server_name="appliance",
+            request_queue_size=32,
+            timeout=SOCKET_TIMEOUT_S,
+            shutdown_timeout=5,
+        )
+        https.ssl_adapter = adapter
+        https.max_request_header_size = MAX_HEADER_BYTES
+        https.max_request_body_size = settings.max_upload_bytes + 64 * 1024
+        https.prepare()
+        self._https = https
+        http = Server(
+            (self.bind, self._http_port),
+            create_ca_app(self.services, self.https_port),
+            numthreads=2,
+            server_name="appliance",
+            timeout=10,
+            shutdown_timeout=2,
+        )
+        http.max_request_header_size = MAX_HEADER_BYTES
+        http.max_request_body_size = 4096
+        http.prepare()
+        self._http = http
+        for name, target in (
+            ("web-https", https.serve),
+            ("web-http-ca", http.serve),
+            ("web-cert-check", self._watch_certificate),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        logger.info("web: https on %d, CA page on http %d", self.https_port, self.http_port)
+        self._announce_setup()
+
+    def _watch_certificate(self) -> None:
+        while not self._stop.wait(self.cert_check_s):
+            try:
+                if self._refresh_certificate():
+                    logger.info("web: addresses changed, new server certificate in use")
+            except Exception as error:
+                logger.error("web: certificate check failed (%s)", type(error).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in (self._https, self._http):
+            if server is not None:
+                server.stop()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+
+    def __enter__(self) -> WebServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
