@@ -20,10 +20,10 @@ import segno
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
 
-from appliance.errors import ApplianceError
 from appliance.idphoto.pipeline import ProductRequest
 from appliance.idphoto.specs import list_specs
-from appliance.session.state import ItemNotFoundError, Session, SessionState, StoredItem, WipeReason
+from appliance.session.state import ItemNotFoundError, Session, SessionState, SessionStateError
+from appliance.studio import Studio
 from appliance.web.context import web_context
 from appliance.web.openapi import ROUTES, FinishBody, LinkBody, PrintBody, ProductBody
 from appliance.web.openapi import openapi_document as build_document
@@ -34,13 +34,6 @@ from appliance.web.services import DeviceUnavailableError, jsonable
 bp = Blueprint("api", __name__)
 
 Body = TypeVar("Body", bound=BaseModel)
-_ORDER = (
-    SessionState.STARTED,
-    SessionState.CONSENTED,
-    SessionState.CAPTURING,
-    SessionState.REVIEWING,
-    SessionState.DELIVERING,
-)
 _PREFIXES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")  # JPEG PNG TIFF
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
 
@@ -67,44 +60,17 @@ def _session(session_id: str) -> Session:
     return web_context().services.sessions.get(session_id)
 
 
-def _advance(session_id: str, target: SessionState) -> None:
-    """Step forward along started -> ... -> delivering until ``target`` (never backwards)."""
-    sessions = web_context().services.sessions
-    state = _session(session_id).state
-    if state not in _ORDER or _ORDER.index(state) >= _ORDER.index(target):
-        return
-    for step in _ORDER[_ORDER.index(state) + 1 : _ORDER.index(target) + 1]:
-        sessions.transition(session_id, step, actor=_actor())
-
-
-def _back_to_capturing(session_id: str) -> None:
-    """A new photo after a result is a retake: delivering -> reviewing -> capturing."""
-    sessions = web_context().services.sessions
-    state = _session(session_id).state
-    path = {
-        SessionState.REVIEWING: (SessionState.CAPTURING,),
-        SessionState.DELIVERING: (SessionState.REVIEWING, SessionState.CAPTURING),
-    }.get(state, ())
-    for step in path:
-        sessions.transition(session_id, step, actor=_actor())
-
-
-def _product_items(session: Session, product_id: str) -> dict[str, StoredItem]:
-    digital = session.product(product_id)
-    if digital.metadata.get("kind") != "digital":
-        raise ItemNotFoundError(f"no product {product_id} in this session")
-    items = {"digital": digital}
-    for item in session.products.values():
-        if item.metadata.get("product") == product_id:
-            items[str(item.metadata["kind"])] = item
-    return items
+def _studio() -> Studio:
+    return web_context().services.actions
 
 
 def _read_item(session_id: str, product_id: str, kind: str) -> bytes:
-    items = _product_items(_session(session_id), product_id)
-    if kind not in items:
-        raise WebError(404, "not_found", f"This product has no {kind}.")
-    return web_context().services.sessions.read_product(session_id, items[kind].item_id)
+    try:
+        return _studio().read_item(session_id, product_id, kind)
+    except ItemNotFoundError:
+        if kind == "digital":
+            raise
+        raise WebError(404, "not_found", f"This product has no {kind}.") from None
 
 
 def looks_like_image(data: bytes) -> bool:
@@ -146,11 +112,7 @@ def _iso(seconds_from_now: float) -> str:
 
 
 def create_session() -> tuple[Response, int]:
-    context = web_context()
-    session = context.services.sessions.create(actor=_actor())
-    context.desk.update(
-        session_id=session.session_id, product_id=None, link_url=None, link_token=None
-    )
+    session = _studio().start(_actor())
     return jsonify(id=session.session_id, state=session.state.value), 201
 
 
@@ -178,62 +140,29 @@ def get_session(session_id: str) -> Response:
 
 
 def consent(session_id: str) -> Response:
-    if _session(session_id).state is SessionState.STARTED:
-        _advance(session_id, SessionState.CAPTURING)
-    return jsonify(id=session_id, state=_session(session_id).state.value)
+    session = _studio().consent(session_id, _actor())
+    return jsonify(id=session_id, state=session.state.value)
 
 
 def capture(session_id: str) -> tuple[Response, int]:
-    services = web_context().services
-    if services.camera is None:
-        raise DeviceUnavailableError("No camera is configured: upload a photo instead.")
-    _session(session_id)
-    _back_to_capturing(session_id)
-    try:
-        data = services.camera.capture()
-    except ApplianceError:
-        raise
-    except Exception as error:
-        raise DeviceUnavailableError("The camera did not deliver a photo: try again.") from error
-    photo = services.sessions.add_photo(session_id, data, {"source": "camera"})
+    photo = _studio().capture(session_id, _actor())
     return jsonify(photo_id=photo.item_id), 201
 
 
 def upload_photo(session_id: str) -> tuple[Response, int]:
     _session(session_id)  # 404 before reading the body
-    data = _uploaded_image()
-    _back_to_capturing(session_id)
-    photo = web_context().services.sessions.add_photo(session_id, data, {"source": "upload"})
+    photo = _studio().upload(session_id, _uploaded_image(), _actor())
     return jsonify(photo_id=photo.item_id), 201
 
 
 def make_product(session_id: str, photo_id: str) -> tuple[Response, int]:
     body = _body(ProductBody)
-    context = web_context()
-    sessions = context.services.sessions
-    defaults = context.defaults.load()
-    photo = sessions.read_photo(session_id, photo_id)
-    spec = body.spec or (None if body.portrait else defaults.spec)
-    paper = body.sheet or defaults.paper
     wanted = ProductRequest(
-        spec_id=spec, background=body.background, paper=paper, portrait=body.portrait
-    )
-    with context.pipeline_lock:
-        product = context.services.pipeline.process(photo, wanted)
-    label = spec or f"portrait-{body.portrait}"
-    digital = sessions.add_product(
-        session_id, product.digital, {"kind": "digital", "spec": label, "paper": paper}
-    )
-    product_id = digital.item_id
-    report = json.dumps(product.report, default=str).encode("utf-8")
-    extra = [("preview", product.preview), ("report", report)]
-    if product.sheet is not None:
-        extra.append(("sheet", product.sheet))
-    for kind, data in extra:
-        sessions.add_product(session_id, data, {"kind": kind, "product": product_id})
-    _advance(session_id, SessionState.REVIEWING)
-    context.desk.update(session_id=session_id, product_id=product_id, link_url=None)
-    return jsonify(product_id=product_id, report=json.loads(report)), 201
+        spec_id=body.spec, background=body.background, paper=body.sheet or "",
+        portrait=body.portrait,
+    )  # fmt: skip
+    product_id, report = _studio().make_product(session_id, photo_id, wanted, _actor())
+    return jsonify(product_id=product_id, report=report), 201
 
 
 def product_report(session_id: str, product_id: str) -> Response:
@@ -251,24 +180,11 @@ def product_file(session_id: str, product_id: str, variant: str) -> Response:
 
 def print_product(session_id: str) -> tuple[Response, int]:
     body = _body(PrintBody)
-    services = web_context().services
-    if services.printer is None:
-        raise DeviceUnavailableError("No printer is configured.")
-    items = _product_items(_session(session_id), body.product_id)
-    if "sheet" not in items:
-        raise WebError(400, "bad_request", "This product has no print sheet.")
-    sheet = services.sessions.read_product(session_id, items["sheet"].item_id)
-    _advance(session_id, SessionState.DELIVERING)
-    media = str(items["digital"].metadata.get("paper", "4x6"))
     try:
-        job_id = services.printer.submit(sheet, body.copies, media)
-    except ApplianceError:
-        raise
-    except Exception as error:
-        raise DeviceUnavailableError("The printer did not take the job: check it.") from error
-    services.sessions.add_print_job(session_id, str(job_id))
-    services.audit.record("print.submitted", actor=_actor(), session=session_id, copies=body.copies)
-    return jsonify(job_id=str(job_id)), 201
+        job_id = _studio().print_product(session_id, body.product_id, body.copies, _actor())
+    except SessionStateError as error:
+        raise WebError(400, "bad_request", "This product has no print sheet.") from error
+    return jsonify(job_id=job_id), 201
 
 
 def print_job(job_id: str) -> Response:
@@ -293,30 +209,23 @@ def qr_svg(url: str) -> str:
 def download_link(session_id: str) -> tuple[Response, int]:
     body = _body(LinkBody)
     context = web_context()
-    _product_items(_session(session_id), body.product_id)
-    _advance(session_id, SessionState.DELIVERING)
+    studio = _studio()
+    studio.product_items(session_id, body.product_id)
+    studio.advance(session_id, SessionState.DELIVERING, _actor())
     uses = context.settings.link_uses
     link = context.services.sessions.create_link(
         session_id, body.product_id, uses=uses, actor=_actor()
     )
     url = url_for("public.download_page", token=link.token, _external=True)
-    context.desk.update(session_id=session_id, link_url=url, link_token=link.token)
+    studio.update_desk(session_id=session_id, link_url=url, link_token=link.token)
     window = context.services.sessions.retention.download_window_s
     return jsonify(url=url, qr_svg=qr_svg(url), expires_at=_iso(window), uses=uses), 201
 
 
 def finish(session_id: str) -> Response:
     body = _body(FinishBody)
-    context = web_context()
-    sessions = context.services.sessions
-    if body.wipe or _session(session_id).state is not SessionState.DELIVERING:
-        sessions.wipe(session_id, WipeReason.OPERATOR, actor=_actor())
-    else:
-        sessions.finish(session_id, actor=_actor())
-    if context.desk.session_id == session_id:
-        context.desk.update(session_id=None, product_id=None, link_url=None, link_token=None)
-    found = sessions.find(session_id)
-    return jsonify(id=session_id, state=found.state.value if found else "wiped")
+    state = _studio().finish(session_id, _actor(), wipe=body.wipe)
+    return jsonify(id=session_id, state=state)
 
 
 def status() -> Response:

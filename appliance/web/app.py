@@ -122,6 +122,13 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
             Defaults(spec=product.default_spec, paper=product.default_paper),
         ),
     )
+    store = app.extensions["appliance"].defaults
+
+    def defaults() -> tuple[str, str]:
+        current = store.load()
+        return current.spec, current.paper
+
+    services.actions.defaults = defaults
     app.before_request(_choose_language)
     security.install(app)
     app.after_request(_remember_language)

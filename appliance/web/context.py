@@ -10,15 +10,15 @@ import contextlib
 import json
 import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.studio import Desk
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.services import WebServices
 from appliance.web.settings import WebSettings
@@ -49,33 +49,19 @@ class DefaultsStore:
             return self.fallback
 
     def save(self, defaults: Defaults) -> None:
+        # Operator settings only (never customer data), in the state dir, replaced atomically.
         with self._lock:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=".defaults-", dir=self.path.parent)
+            partial = self.path.with_name(f".defaults-{secrets.token_hex(6)}.partial")
             try:
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as stream:
                     stream.write(defaults.model_dump_json(indent=1))
-                os.replace(temporary, self.path)
+                os.replace(partial, self.path)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
+                    os.unlink(partial)
                 raise
-
-
-@dataclass
-class Desk:
-    """What the customer screen shows: the session the operator works on now."""
-
-    session_id: str | None = None
-    product_id: str | None = None
-    link_url: str | None = None
-    link_token: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def update(self, **values: Any) -> None:
-        with self.lock:
-            for name, value in values.items():
-                setattr(self, name, value)
 
 
 @dataclass
@@ -85,11 +71,13 @@ class WebContext:
     logins: LoginSessions
     limiter: LoginLimiter
     defaults: DefaultsStore
-    desk: Desk = field(default_factory=Desk)
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    # One product at a time: the models are shared and the Pi has few cores.
-    pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def desk(self) -> Desk:
+        """What the customer screen shows: the session the booth works on now."""
+        return self.services.actions.desk
 
 
 def web_context() -> WebContext:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from appliance.config import Config
-from appliance.errors import ApplianceError
 from appliance.idphoto.pipeline import Product, ProductRequest
 from appliance.session.audit import AuditLog
 from appliance.session.lifecycle import SessionManager
 from appliance.session.state import Session
+from appliance.studio import DeviceUnavailableError, Studio
 from appliance.web.settings import WebSettings
 from appliance.web.users import UserStore
 
@@ -46,10 +46,6 @@ StatusProvider = Callable[[], Mapping[str, Any]]
 PreviewSource = Callable[[], Iterator[bytes]]
 
 
-class DeviceUnavailableError(ApplianceError, RuntimeError):
-    """The camera or printer this request needs is not configured or not answering."""
-
-
 @dataclass
 class WebServices:
     """Built once by the daemon (composition root) and handed to :func:`create_app`."""
@@ -64,6 +60,23 @@ class WebServices:
     status: StatusProvider | None = None
     preview: PreviewSource | None = None
     settings: WebSettings = field(default_factory=WebSettings)
+    # The actions the API and the buttons share; made from the parts above when not given.
+    studio: Studio | None = None
+
+    def __post_init__(self) -> None:
+        if self.studio is None:
+            self.studio = Studio(
+                sessions=self.sessions,
+                pipeline=self.pipeline,
+                audit=self.audit,
+                camera=self.camera,
+                printer=self.printer,
+            )
+
+    @property
+    def actions(self) -> Studio:
+        assert self.studio is not None  # set in __post_init__
+        return self.studio
 
     @classmethod
     def build(cls, config: Config, **parts: Any) -> WebServices:
