@@ -6,9 +6,7 @@ every test builds its own app with its own state.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import cast
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.statefiles import write_private
 from appliance.studio import Desk
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.services import WebServices
@@ -49,19 +48,8 @@ class DefaultsStore:
             return self.fallback
 
     def save(self, defaults: Defaults) -> None:
-        # Operator settings only (never customer data), in the state dir, replaced atomically.
         with self._lock:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            partial = self.path.with_name(f".defaults-{secrets.token_hex(6)}.partial")
-            try:
-                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                    stream.write(defaults.model_dump_json(indent=1))
-                os.replace(partial, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(partial)
-                raise
+            write_private(self.path, defaults.model_dump_json(indent=1).encode("utf-8"))
 
 
 @dataclass

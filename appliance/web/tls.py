@@ -20,7 +20,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from appliance.statefiles import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -121,18 +122,7 @@ def wanted_names(
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    write_private(path, data, mode)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from appliance.errors import ApplianceError
+from appliance.statefiles import write_private
 
 Role = Literal["admin", "operator"]
 ROLES: tuple[Role, ...] = ("admin", "operator")
@@ -161,18 +161,7 @@ class UserStore:
         return json.loads(json.dumps(data))
 
     def _write(self, data: dict[str, Any]) -> None:
-        fd, temporary = tempfile.mkstemp(prefix=".staff-", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
         self._cache = None
 
     def _snapshot(self) -> dict[str, Any]:
