@@ -39,7 +39,11 @@ def encode_jpeg(
     # 4:4:4 at high quality keeps skin and hair edges clean; lower qualities use 4:2:0.
     subsampling = 0 if quality >= 90 else 2
     image.save(
-        buffer, "JPEG", quality=quality, dpi=(dpi, dpi), optimize=optimize,
+        buffer,
+        "JPEG",
+        quality=quality,
+        dpi=(dpi, dpi),
+        optimize=optimize,
         subsampling=subsampling,
     )
     return buffer.getvalue()

@@ -58,6 +58,10 @@ AUDIT_EVENTS = frozenset(
         "audit.exported",
         "appliance.started",
         "appliance.stopped",
+        "hotfolder.received",
+        "hotfolder.refused",
+        "printer.resumed",
+        "staff.removed",
     }
 )
 OUTCOMES = frozenset({"ok", "failed", "refused", "partial"})

@@ -25,7 +25,14 @@ from appliance.idphoto.specs import list_specs
 from appliance.session.state import ItemNotFoundError, Session, SessionState, SessionStateError
 from appliance.studio import Studio
 from appliance.web.context import web_context
-from appliance.web.openapi import ROUTES, FinishBody, LinkBody, PrintBody, ProductBody
+from appliance.web.openapi import (
+    ROUTES,
+    ButtonBody,
+    FinishBody,
+    LinkBody,
+    PrintBody,
+    ProductBody,
+)
 from appliance.web.openapi import openapi_document as build_document
 from appliance.web.problems import WebError
 from appliance.web.security import identity
@@ -226,6 +233,17 @@ def finish(session_id: str) -> Response:
     body = _body(FinishBody)
     state = _studio().finish(session_id, _actor(), wipe=body.wipe)
     return jsonify(id=session_id, state=state)
+
+
+def press_button(button: str) -> tuple[Response, int]:
+    body = _body(ButtonBody)
+    press = web_context().services.buttons
+    if press is None:
+        raise DeviceUnavailableError("The buttons are real GPIO pins here: press them.")
+    if button not in ("capture", "print", "finish"):
+        raise WebError(400, "bad_request", "The buttons are capture, print and finish.")
+    press(button, body.hold_s)
+    return jsonify(button=button, hold_s=body.hold_s), 202
 
 
 def status() -> Response:

@@ -42,6 +42,10 @@ class LinkBody(_Body):
     product_id: str = Field(min_length=1, max_length=64)
 
 
+class ButtonBody(_Body):
+    hold_s: float = Field(default=0.1, ge=0.0, le=5.0, description="how long to hold it down")
+
+
 class FinishBody(_Body):
     wipe: bool = Field(
         default=False,
@@ -158,6 +162,16 @@ ROUTES: tuple[ApiRoute, ...] = (
         body=FinishBody,
         errors=(404, 409),
     ),
+    ApiRoute(
+        "POST",
+        "/buttons/{button}",
+        "press_button",
+        "Press a booth button: capture, print or finish (held to wipe); demo pins only",
+        body=ButtonBody,
+        ok=202,
+        errors=(400, 503),
+        params={"button": {"type": "string", "enum": ["capture", "print", "finish"]}},
+    ),
     ApiRoute("GET", "/status", "status", "Camera, accelerator, printer queue, workspace use"),
     ApiRoute("GET", "/specs", "specs", "The document specs this appliance knows"),
     ApiRoute("GET", "/openapi.json", "openapi", "This document"),
@@ -166,6 +180,7 @@ ROUTES: tuple[ApiRoute, ...] = (
 _STATUS_TEXT = {
     200: "OK",
     201: "Created",
+    202: "Accepted: the action runs now",
     400: "Bad input",
     401: "Not logged in and no valid API token",
     403: "Not allowed (role, or CSRF token missing)",

@@ -60,6 +60,8 @@ class WebServices:
     status: StatusProvider | None = None
     preview: PreviewSource | None = None
     settings: WebSettings = field(default_factory=WebSettings)
+    # Demo only (mock pins): press a booth button by name, holding it for some seconds.
+    buttons: Callable[[str, float], None] | None = None
     # The actions the API and the buttons share; made from the parts above when not given.
     studio: Studio | None = None
 
