@@ -34,3 +34,25 @@ def test_process_benchmark_smoke(tmp_path: Path) -> None:
     for r in results.values():
         assert r["peak_rss_mb"] > 0 and r["total_median_ms"] > 0
         assert {"decode", "detect", "render", "encode"} <= set(r["stages_median_ms"])
+
+
+def test_daemon_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "daemon.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_daemon.py"),
+            "--smoke",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    median = json.loads(out.read_text())["median"]
+    assert median["cold_start_to_ready_s"] > 0
+    assert median["rss_after_one_product_mb"] >= median["rss_at_ready_mb"] > 0
