@@ -1,4 +1,4 @@
-"""The benchmark scripts run in smoke mode (one iteration, no timing asserted) so they cannot rot."""
+"""The benchmark scripts run in smoke mode (one iteration, no timing asserted): they cannot rot."""
 
 from __future__ import annotations
 
