@@ -30,6 +30,20 @@ def _cmd_models(args: argparse.Namespace, config: Config) -> int:
         print(f"\nsource: {MODELS['face_landmark'].file.wheel.requirement} (Apache-2.0)")
         print(f"directory: {directory}")
         return 0
+    if args.action == "build":
+        from appliance.inference.quantize import build_from_folder
+
+        if args.portraits is None:
+            raise ApplianceError("models build needs --portraits DIR (photos of one person each)")
+        report = build_from_folder(
+            args.portraits,
+            directory,
+            pattern=args.glob,
+            num_threads=config.inference.num_threads,
+            progress=print,
+        )
+        print("\n".join(report.lines()))
+        return 0
     if args.action == "fetch":
         outcome = fetch_files(model_files(), directory, default_cache_dir(), force=args.force)
         for pinned, what in outcome:
@@ -307,8 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     models = sub.add_parser("models", help="fetch, verify or list the pinned models")
-    models.add_argument("action", choices=("fetch", "verify", "list"))
+    models.add_argument("action", choices=("fetch", "verify", "list", "build"))
     models.add_argument("--force", action="store_true", help="fetch: replace files that exist")
+    models.add_argument(
+        "--portraits",
+        type=Path,
+        help="build: folder of portraits to calibrate and check the int8 models",
+    )
+    models.add_argument("--glob", default="*", help="build: which files in --portraits")
     models.set_defaults(handler=_cmd_models)
 
     samples = sub.add_parser("samples", help="fetch the public-domain sample portraits")

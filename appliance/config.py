@@ -71,6 +71,9 @@ class InferenceConfig(_Section):
     # LiteRT's Python interpreter uses one thread unless told otherwise.
     num_threads: int = Field(default=2, ge=1, le=16)
     models_dir: Path = Field(default_factory=default_models_dir)
+    # Which model files run: "auto" takes a model's int8 build where it passed the accuracy
+    # gate and is not slower here, "float" never, "int8" wherever one passed the gate.
+    variant: Literal["auto", "float", "int8"] = "auto"
     # Face detector: minimum score and the IoU above which overlapping boxes are merged.
     min_face_score: float = Field(default=0.5, gt=0.0, lt=1.0)
     nms_iou: float = Field(default=0.3, gt=0.0, lt=1.0)

@@ -72,6 +72,8 @@ def _inference_rows(config: Config) -> Iterator[DoctorRow]:
         detail += f"; {name} not used: {why}"
     yield DoctorRow("accelerator", "ok", detail)
     yield DoctorRow("threads", "info", str(config.inference.num_threads))
+    for name, picked in service.variants.items():
+        yield DoctorRow(f"variant {name}", "info", f"{picked.variant}: {picked.reason}")
     for name, model in service.models().items():
         width, height = model.input_size
         probe = np.full((height, width, 3), 128, dtype=np.uint8)
@@ -81,7 +83,7 @@ def _inference_rows(config: Config) -> Iterator[DoctorRow]:
             model.run(probe)
             timings.append((time.perf_counter() - start) * 1000.0)
         median = statistics.median(timings[1:])
-        kind = f"{model.inputs[0].dtype} input, {width}x{height}"
+        kind = f"{model.path.name}, {model.inputs[0].dtype} input, {width}x{height}"
         yield DoctorRow(f"latency {name}", "info", f"{median:.1f} ms median invoke ({kind})")
 
 

@@ -46,7 +46,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/nu
   "$python" -m venv "$venv"
 fi
 extras=""
-[ "$profile" != "run" ] && extras="[test]"
+[ "$profile" != "run" ] && extras="[test,build]"
 stamp="$venv/.installed${extras:+-test}"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -40,7 +40,7 @@ class InferenceService:
         """`variant` overrides the config's `inference.variant` ("auto", "float" or "int8")."""
         backend = load_backend()
         accelerator = select_accelerator(config.accelerator, backend)
-        setting = variant or str(getattr(config, "variant", "auto"))
+        setting = variant or config.variant
         choices: dict[str, VariantChoice] = {}
 
         def load(name: str) -> TFLiteModel:

@@ -1,0 +1,394 @@
+"""`appliance models build`: int8 models from the pinned float ones, gated on accuracy.
+
+Per model: fold MediaPipe's float16 weights into float32 constants (dropping DEQUANTIZE and
+DENSIFY), rewrite PRELU as MUL/ADD, fuse standalone RELUs, add a serving signature
+(`tflite_graph`); then post-training static int8 quantization with ai-edge-quantizer's
+`static_wi8_ai8` recipe, calibrated on real portraits fed exactly as the wrappers feed them
+(letterboxed for the detectors, face crops for the mesh, stretched for the segmenter) plus
+flips, crops and exposure changes of each. Two files come out:
+
+* `<model>.int8.tflite`, for this runtime: int8 input; the output heads (pixel offsets, logits,
+  mesh coordinates, where 256 steps show directly) and the int8 ops XNNPACK does not take stay
+  float, so the graph is one XNNPACK partition. It faces the accuracy gate (`variants`).
+* `<model>.int8-io.tflite`, for `edgetpu_compiler`: every op the recipe covers in int8, int8
+  input and outputs. Gated for information only; the Edge TPU runs it after compiling.
+
+Ops the recipe cannot quantize (the segmenter's Convolution2DTransposeBias, DEPTH_TO_SPACE)
+stay float in both; the manifest lists them. A model that fails the gate is still written, so it
+can be inspected, but the manifest says it failed and by how much, and the runtime does not use
+it. Build-only (needs the `build` extra); the appliance never imports this module. The same
+inputs, thread count and package versions give the same model bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.errors import ApplianceError
+from appliance.inference import tflite_graph
+from appliance.inference.quantize_eval import (
+    AUGMENTATIONS,
+    ID_METRIC,
+    Portrait,
+    Runner,
+    calibration_samples,
+    id_gate,
+    id_geometry,
+    model_gate,
+)
+from appliance.inference.registry import MODELS, get_model, verified_model_path
+from appliance.inference.runtime import TFLiteModel
+from appliance.inference.variants import (
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    ModelBuild,
+    int8_file_name,
+    median_invoke_ms,
+)
+
+RECIPE_NAME = "static_wi8_ai8"
+# int8 ops the XNNPACK delegate of ai-edge-litert 2.3.0 leaves to the reference kernels
+# (measured: each one splits the graph into another delegate partition).
+XNNPACK_FLOAT_ONLY = ("AVERAGE_POOL_2D", "HARD_SWISH", "RELU")
+RANGES = "mean"  # see _mean_update
+# The models the ID-photo pipeline runs (the landscape segmenter is not one of them).
+PIPELINE_MODELS = (
+    "face_detection_short_range",
+    "face_detection_full_range",
+    "face_landmark",
+    "selfie_segmentation",
+)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    out_dir: Path
+    manifest: Path
+    models: tuple[ModelBuild, ...]
+
+    def lines(self) -> list[str]:
+        """A human summary: verdict and gate per model, what stays float, build-host timings."""
+        out = []
+        for build in self.models:
+            out.append(
+                f"{'int8 ' if build.passed else 'FLOAT'} {build.name}: {build.gate_summary()}"
+            )
+            if build.float_ops:
+                kept = ", ".join(f"{op} x{n}" for op, n in build.float_ops.items())
+                out.append(f"      stays float: {kept}")
+            if build.build_latency_ms:
+                ms = build.build_latency_ms
+                out.append(f"      build host: float {ms['float']} ms, int8 {ms['int8']} ms")
+        return [*out, f"manifest: {self.manifest}"]
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic")
+
+
+def build_from_folder(
+    folder: Path, models_dir: Path, *, pattern: str = "*", num_threads: int = 2, **options: Any
+) -> BuildReport:
+    """`appliance models build --portraits FOLDER [--glob PATTERN]`: the photos in the folder
+    (one person each), split into a calibration half and a held-out half."""
+    photos = [p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(photos) < 2:
+        raise ApplianceError(
+            f"{folder} holds {len(photos)} photos: the build needs at least two portraits "
+            "(half calibrate the int8 models, the other half check them)"
+        )
+    calibration, holdout = split_portraits(photos)
+    return build_models(models_dir, None, calibration, holdout, num_threads=num_threads, **options)
+
+
+def split_portraits(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Calibration and held-out sets from one collection: sorted by name, taken alternately,
+    so each set gets some of every kind of photo and adding one photo moves few others."""
+    ordered = sorted(paths, key=lambda p: p.name)
+    return ordered[0::2], ordered[1::2]
+
+
+# --- one model: prepare, quantize, inspect --------------------------------------------------
+
+
+def prepare_float_model(data: bytes) -> tuple[bytes, list[str]]:
+    """Fold weights, rewrite PRELU, fuse RELUs, add the signature; new bytes and what was done."""
+    model = tflite_graph.read_model(data)
+    folded = tflite_graph.fold_constant_weights(model)
+    prelu = tflite_graph.decompose_prelu(model)
+    fused = tflite_graph.fuse_activations(model)
+    tflite_graph.add_signature(model)
+    notes = [f"folded {folded.dequantize_folded} float16 DEQUANTIZE ops into float32 weights"]
+    if folded.densify_folded:
+        notes.append(f"densified {folded.densify_folded} sparse weights")
+    if prelu:
+        notes.append(f"rewrote {prelu} PRELU as MUL and ADD ops")
+    if fused:
+        notes.append(f"fused {fused} standalone RELU into the op before")
+    return tflite_graph.write_model(model), notes
+
+
+def _mean_update(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Running mean of the per-sample min and max: clips each sample's rare extremes like the
+    quantizer's moving average, but weighs every sample alike (order does not matter)."""
+    seen = int(qsv.get("mean_of", 1))
+    mean = {k: (qsv[k] * seen + new[k]) / (seen + 1) for k in ("min", "max")}
+    return {**new, **mean, "mean_of": seen + 1}
+
+
+def quantize_model(
+    prepared: bytes,
+    samples: Sequence[np.ndarray],
+    num_threads: int = 2,
+    keep_float: Sequence[str] = (),
+    keep_float_ops: Sequence[str] = (),
+    ranges: str = RANGES,
+) -> bytes:
+    """Static int8 quantization of a prepared model, calibrated on float32 samples; ops whose
+    output tensors are named in `keep_float`, or of a type in `keep_float_ops`, stay float.
+    `ranges`: "mean" (of the per-sample min and max; the default), "min_max" (covers every
+    sample) or "moving_average" (the quantizer's own default: an exponential average that the
+    first samples dominate)."""
+    from ai_edge_quantizer import algorithm_manager, calibrator, qtyping, quantizer, recipe
+    from ai_edge_quantizer.recipe_manager import RecipeManager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    if not samples:
+        raise ApplianceError("calibration needs at least one sample")
+    signature = tflite_graph.SIGNATURE_INPUT
+    calibration = {tflite_graph.SIGNATURE_KEY: [{signature: s[np.newaxis]} for s in samples]}
+    skip = algorithm_manager.AlgorithmName.NO_QUANTIZE
+    update = {
+        "min_max": qsv_utils.min_max_update,
+        "moving_average": qsv_utils.moving_average_update,
+        "mean": _mean_update,
+    }
+    with contextlib.redirect_stderr(io.StringIO()):  # the quantizer's progress bars
+        tool = quantizer.Quantizer(bytearray(prepared), getattr(recipe, RECIPE_NAME)())
+        for op_type in keep_float_ops:
+            op_name = qtyping.TFLOperationName[op_type]
+            tool.update_quantization_recipe(".*", op_name, algorithm_key=skip)
+        for name in keep_float:  # a scope is the op's output names, each followed by ";"
+            everything = qtyping.TFLOperationName.ALL_SUPPORTED
+            tool.update_quantization_recipe(f"^{re.escape(name)};", everything, algorithm_key=skip)
+        # Quantizer.calibrate offers no choice of range update: run its calibrator directly.
+        manager = RecipeManager()
+        manager.load_quantization_recipe(tool.get_quantization_recipe())
+        calibration_run = calibrator.Calibrator(
+            bytearray(prepared), num_threads=num_threads, qsv_update_func=update[ranges]
+        )
+        calibration_run.calibrate(calibration, manager)
+        result = calibration_run.get_model_qsvs()
+        quantized = tool.quantize(result, enable_progress_report=False).quantized_model
+    if quantized is None:
+        raise ApplianceError("the quantizer produced no model")
+    return bytes(quantized)
+
+
+def float_ops(data: bytes) -> dict[str, int]:
+    """Ops of a quantized model that still compute in float (QUANTIZE/DEQUANTIZE excluded)."""
+    model = tflite_graph.read_model(data)
+    float32 = tflite_graph._schema().TensorType.FLOAT32
+    kept: dict[str, int] = {}
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            name = tflite_graph.opcode_name(model, op.opcodeIndex)
+            outputs = [subgraph.tensors[i] for i in op.outputs]
+            if name not in ("QUANTIZE", "DEQUANTIZE") and any(t.type == float32 for t in outputs):
+                kept[name] = kept.get(name, 0) + 1
+    return dict(sorted(kept.items()))
+
+
+def xnnpack_partitions(model: TFLiteModel) -> int:
+    """How many XNNPACK partitions the loaded model was split into (1: all of it delegated)."""
+    details = model._interpreter._get_ops_details()
+    return sum(1 for op in details if op["op_name"] == "DELEGATE")
+
+
+def _with_combined_check(
+    builds: list[ModelBuild],
+    paths: dict[str, Path],
+    float_id: dict[str, dict[str, float]],
+    runner: Runner,
+    holdout: Sequence[Portrait],
+    spec_id: str,
+) -> list[ModelBuild]:
+    """The ID photo with every passing int8 model at once. While that fails, the model whose
+    own ID shift was largest fails too (with the combined figure) and the rest are re-checked."""
+    metric = f"{ID_METRIC}, all passing int8 models together"
+    while True:
+        passing = [b for b in builds if b.passed and b.name in PIPELINE_MODELS]
+        if len(passing) < 2:
+            return builds
+        service = runner.service({b.name: paths[b.name] for b in passing})
+        check = id_gate(float_id, service, holdout, spec_id, metric)
+        if check.passed:
+            names = {b.name for b in passing}
+            return [
+                dataclasses.replace(b, gate=(*b.gate, check)) if b.name in names else b
+                for b in builds
+            ]
+        worst = max(passing, key=lambda b: max(c.value for c in b.gate if c.metric == ID_METRIC))
+        builds = [
+            dataclasses.replace(b, gate=(*b.gate, check)) if b is worst else b for b in builds
+        ]
+
+
+# --- the build -------------------------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes) -> str:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def build_one(
+    name: str,
+    runner: Runner,
+    out_dir: Path,
+    calibration: Sequence[Portrait],
+    holdout: Sequence[Portrait],
+    float_id: dict[str, dict[str, float]],
+    spec_id: str,
+    measure_latency: bool,
+) -> ModelBuild:
+    """Build, gate and describe `name`'s two int8 files (the combined check comes later)."""
+    source = verified_model_path(name, runner.models_dir)
+    prepared, notes = prepare_float_model(source.read_bytes())
+    samples = calibration_samples(name, calibration, runner.service())
+    heads = tflite_graph.output_heads(tflite_graph.read_model(prepared))
+    runtime_bytes = quantize_model(prepared, samples, runner.num_threads, heads, XNNPACK_FLOAT_ONLY)
+    target = out_dir / int8_file_name(name)
+    digest = _write(target, runtime_bytes)
+    io_bytes = quantize_model(prepared, samples, runner.num_threads)
+    io_target = out_dir / int8_file_name(name, integer_io=True)
+    io_digest = _write(io_target, io_bytes)
+    float_model, int8_model = runner.model(source, name), runner.model(target, name)
+    gate = model_gate(name, float_model, int8_model, runner, holdout)
+    if name in PIPELINE_MODELS:
+        gate.append(id_gate(float_id, runner.service({name: target}), holdout, spec_id))
+    else:
+        notes.append("not used by the ID pipeline, so no ID photo check")
+    if name == "face_detection_full_range":
+        notes.append("the ID pipeline runs it only when the short-range model finds no face")
+    io_gate = model_gate(name, float_model, runner.model(io_target, name), runner, holdout)
+    notes.append(f"output heads kept float: {', '.join(heads)}")
+    notes.append(f"{len(samples)} calibration samples")
+    latency = {}
+    if measure_latency:
+        latency = {
+            "float": round(median_invoke_ms(float_model, 30), 3),
+            "int8": round(median_invoke_ms(int8_model, 30), 3),
+        }
+    return ModelBuild(
+        name=name,
+        source_file=source.name,
+        source_sha256=get_model(name).file.sha256,
+        file=target.name,
+        sha256=digest,
+        recipe=f"{RECIPE_NAME}; float: output heads, {', '.join(XNNPACK_FLOAT_ONLY)}",
+        gate=tuple(gate),
+        float_ops=float_ops(runtime_bytes),
+        xnnpack_partitions=xnnpack_partitions(int8_model),
+        build_latency_ms=latency,
+        integer_io_file=io_target.name,
+        integer_io_sha256=io_digest,
+        integer_io_gate=tuple(io_gate),
+        notes=tuple(notes),
+    )
+
+
+def build_models(
+    models_dir: Path,
+    out_dir: Path | None,
+    calibration_images: Sequence[Path],
+    holdout_images: Sequence[Path],
+    *,
+    names: Sequence[str] | None = None,
+    num_threads: int = 2,
+    spec_id: str = "icao-35x45",
+    measure_latency: bool = True,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> BuildReport:
+    """Build, gate and record the int8 variants of `names` (default: every model) into
+    `out_dir` (default: the models directory, where the runtime looks for them). The manifest
+    written there describes this build only."""
+    try:
+        import ai_edge_quantizer  # noqa: F401 - only to say what is missing, before any work
+    except ImportError:
+        raise ApplianceError(
+            "building int8 models needs ai-edge-quantizer: pip install 'appliance[build]'"
+        ) from None
+    out_dir = out_dir or models_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calibration = [Portrait.load(p) for p in sorted(calibration_images, key=lambda p: p.name)]
+    holdout = [Portrait.load(p) for p in sorted(holdout_images, key=lambda p: p.name)]
+    if not calibration or not holdout:
+        raise ApplianceError("the build needs at least one calibration and one held-out portrait")
+    if {p.sha256 for p in calibration} & {p.sha256 for p in holdout}:
+        raise ApplianceError("a held-out portrait is also in the calibration set")
+    runner = Runner(models_dir, num_threads)
+    float_id = {}
+    for portrait in holdout:
+        with contextlib.suppress(ApplianceError):
+            float_id[portrait.name] = id_geometry(runner.service(), portrait.data, spec_id)
+    builds, paths = [], {}
+    for name in names or list(MODELS):
+        progress(f"building {name}")
+        builds.append(
+            build_one(
+                name, runner, out_dir, calibration, holdout, float_id, spec_id, measure_latency
+            )
+        )
+        paths[name] = out_dir / builds[-1].file
+        progress(f"  {builds[-1].gate_summary()}")
+    builds = _with_combined_check(builds, paths, float_id, runner, holdout, spec_id)
+    from ai_edge_quantizer import recipe
+
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "recipe": {
+            "name": RECIPE_NAME,
+            "base": json.loads(json.dumps(getattr(recipe, RECIPE_NAME)(), default=str)),
+            "kept_float": "each model's output heads (see its notes) and xnnpack_float_only",
+            "activation_ranges": RANGES,
+            "quantizer": f"ai-edge-quantizer {_version('ai-edge-quantizer')}",
+            "runtime": f"ai-edge-litert {_version('ai-edge-litert')}",
+            "calibration_threads": num_threads,
+            "xnnpack_float_only": list(XNNPACK_FLOAT_ONLY),
+        },
+        "calibration": {
+            "images": [{"name": p.name, "sha256": p.sha256} for p in calibration],
+            "augmentations": list(AUGMENTATIONS),
+        },
+        "holdout": {
+            "images": [{"name": p.name, "sha256": p.sha256} for p in holdout],
+            "augmentations": ["as is", "mirrored"],
+            "id_spec": spec_id,
+        },
+        "models": [b.to_dict() for b in builds],
+    }
+    path = out_dir / MANIFEST_NAME
+    _write(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return BuildReport(out_dir, path, tuple(builds))
