@@ -399,6 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("--state-dir", type=Path, help="persistent state to inspect")
     doctor.set_defaults(handler=_cmd_doctor)
+    # `appliance run --config PATH` reads as naturally as `appliance --config PATH run`.
+    for command in sub.choices.values():
+        command.add_argument(
+            "--config",
+            dest="command_config",
+            metavar="PATH",
+            type=Path,
+            help="TOML config file (same as before the command)",
+        )
     return parser
 
 
@@ -413,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        config = load_config(args.config)
+        config = load_config(getattr(args, "command_config", None) or args.config)
         if getattr(args, "state_dir", None) is not None:
             config = config.model_copy(update={"state_dir": args.state_dir.absolute()})
         handler: Handler = args.handler
