@@ -27,7 +27,8 @@ if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
   apt_packages+=(strace systemd cups cups-client cups-bsd chromium mmdebstrap fonts-dejavu-core)
 fi
 if [ "$profile" = "slow" ]; then
-  apt_packages+=(qemu-system-x86 qemu-utils linux-image-amd64)
+  # The slow tier boots the image-build rootfs (its own Debian kernel) under qemu.
+  apt_packages+=(qemu-system-x86 dosfstools mtools fdisk e2fsprogs)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

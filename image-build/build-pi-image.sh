@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The Raspberry Pi OS Lite (Bookworm, arm64) SD-card image with the appliance.
+#
+#   image-build/build-pi-image.sh OUTPUT.img
+#
+# = build-rootfs.sh --target pi (the same mmdebstrap recipe and hooks as the CI smoke
+# build, plus the Pi's archive, kernels, firmware and hooks/pi/) + make-sd-image.sh.
+# Host: Debian 12 / Pi OS Bookworm, root or unshare-capable user, on arm64 or on x86_64
+# with qemu-user-static + binfmt-support (see README.md for packages and time).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+image="${1:?usage: build-pi-image.sh OUTPUT.img}"
+[ ! -e "$image" ] || { echo "build-pi-image: $image exists" >&2; exit 2; }
+
+work="$(mktemp -d "$(dirname "$(realpath -m "$image")")/.build-pi-image.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+"$here/build-rootfs.sh" --target pi --out "$work/rootfs"
+"$here/make-sd-image.sh" "$work/rootfs" "$image"
+sha256sum "$image" > "$image.sha256"
+echo "[build-pi-image] $image ($(du -h --apparent-size "$image" | cut -f1), sparse $(du -h "$image" | cut -f1))" >&2

