@@ -148,4 +148,4 @@ def _print_sheet(pixels: np.ndarray, paper: str, ratio: float) -> bytes:
         candidates.append((width * width / ratio, width, width / ratio))
     _, width_mm, height_mm = max(candidates)
     sheet = compose_sheet(pixels, (width_mm, height_mm), paper=paper, dpi=PRINT_DPI, margin_mm=5.0)
-    return encode_jpeg(sheet.image, dpi=sheet.dpi, quality=95)
+    return encode_jpeg(sheet.image, dpi=sheet.dpi, quality=95, subsampling=2)

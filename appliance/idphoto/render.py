@@ -16,7 +16,7 @@ import numpy as np
 
 from appliance.errors import SubjectCutError
 from appliance.idphoto.checks import OutputMeasure
-from appliance.imaging.geometry import compose_affine
+from appliance.imaging.geometry import apply_affine, compose_affine, invert_affine
 from appliance.imaging.matte import replace_background, tighten
 from appliance.inference.segmenter import PortraitMask
 from appliance.inference.service import InferenceService
@@ -45,6 +45,7 @@ def render(
     head_rows: float,
 ) -> Rendered:
     width, height = size
+    kept, kept_to_raster = _reduce_region(kept, kept_to_raster, size)
     enlarge = float(np.hypot(*kept_to_raster[:, 0])) > 1.05
     pixels = cv2.warpAffine(
         kept,
@@ -88,6 +89,33 @@ def render(
     if background is not None:
         pixels = replace_background(pixels, alpha, background)
     return Rendered(pixels, alpha, extended, share)
+
+
+def _reduce_region(
+    kept: np.ndarray, to_raster: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """When the warp would shrink a lot, area-resample just the region the output shows first
+    (a bilinear warp that skips source pixels aliases hair and fabric)."""
+    scale = float(np.hypot(*to_raster[:, 0]))
+    if scale >= 0.8:
+        return kept, to_raster
+    width, height = size
+    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
+    source = apply_affine(invert_affine(to_raster), corners)
+    h, w = kept.shape[:2]
+    x0 = max(0, int(np.floor(source[:, 0].min())) - 2)
+    y0 = max(0, int(np.floor(source[:, 1].min())) - 2)
+    x1 = min(w, int(np.ceil(source[:, 0].max())) + 2)
+    y1 = min(h, int(np.ceil(source[:, 1].max())) + 2)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return kept, to_raster
+    region = kept[y0:y1, x0:x1]
+    out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+    reduced = cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    sx, sy = (x1 - x0) / out_w, (y1 - y0) / out_h
+    # reduced px -> kept px -> raster px
+    back = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]])
+    return reduced, compose_affine(to_raster, back)
 
 
 def measure_output(

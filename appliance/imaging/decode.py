@@ -121,13 +121,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode(
-    data: bytes, *, max_pixels: int, max_side: int | None = None, at_least: bool = True
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_side: int | None = None,
+    at_least: bool = True,
+    shrink: bool = True,
 ) -> DecodedImage:
     """Decode upright RGB, at most `max_side` px on the longest side (None: full size).
 
     With `at_least` the result is exactly `max_side` (or the full size, if smaller): for pixels
     that are kept. Without it a JPEG may come out anywhere between half and all of `max_side`,
-    whichever DCT scale is cheapest: for the models, which resize anyway.
+    whichever DCT scale is cheapest: for the models, which resize anyway. With `shrink=False`
+    a JPEG keeps the DCT scale's size (up to twice `max_side`) for a caller that resamples
+    only the region it needs.
     """
     image = _open(data, max_pixels)
     orientation = _orientation(image)
@@ -153,7 +160,7 @@ def decode(
     except Image.DecompressionBombError:
         raise ImageTooLargeError("the image expands to too many pixels to decode safely") from None
     pixels = np.asarray(upright, dtype=np.uint8)
-    if max_side is not None and max(pixels.shape[:2]) > max_side:
+    if max_side is not None and max(pixels.shape[:2]) > max_side * (1 if shrink else 2):
         pixels = _shrink(pixels, max_side)
     return DecodedImage(np.ascontiguousarray(pixels), full_size, kind)
 

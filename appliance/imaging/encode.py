@@ -30,14 +30,20 @@ class EncodedImage:
 
 
 def encode_jpeg(
-    pixels: np.ndarray, *, dpi: int, quality: int = 95, optimize: bool = False
+    pixels: np.ndarray,
+    *,
+    dpi: int,
+    quality: int = 95,
+    optimize: bool = False,
+    subsampling: int | None = None,
 ) -> bytes:
     """JPEG with only the pixels and the DPI. `optimize` (optimal Huffman tables, a few percent
     smaller, twice the time) is worth it only where a file-size cap applies."""
     image = Image.fromarray(pixels, "RGB")
     buffer = io.BytesIO()
     # 4:4:4 at high quality keeps skin and hair edges clean; lower qualities use 4:2:0.
-    subsampling = 0 if quality >= 90 else 2
+    if subsampling is None:
+        subsampling = 0 if quality >= 90 else 2
     image.save(
         buffer,
         "JPEG",
