@@ -239,8 +239,10 @@ class IdPhotoPipeline:
                 f"needs {needed_head_px:.0f} px; move closer or use a higher resolution"
             )
         with timings("decode_kept"):
-            if out_per_full <= analysis.scale:
-                kept = analysis  # the reduced decode already has every pixel the output needs
+            if out_per_full <= analysis.scale or analysis.scale >= 1.0:
+                # The first decode already holds every pixel the output needs (or every
+                # pixel there is: a small photo is decoded in full for the models).
+                kept = analysis
             else:
                 kept = decode(
                     data,
