@@ -14,6 +14,7 @@ from web_helpers import (
     OPERATOR,
     OPERATOR_PIN,
     Harness,
+    close_harness,
     make_harness,
 )
 from werkzeug.routing import Rule
@@ -257,7 +258,7 @@ def test_first_boot_setup_needs_the_one_time_code(config: Config, tmp_path: Path
         events = [e["event"] for e in harness.audit_events()]
         assert events == ["setup.completed", "staff.created", "staff.login"]
     finally:
-        harness.services.sessions.shutdown()
+        close_harness(harness)
 
 
 def test_every_response_carries_the_security_headers(web: Harness) -> None:
