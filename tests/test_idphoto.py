@@ -328,3 +328,27 @@ def test_no_face_error_type(sample_dir: Path, pipeline: IdPhotoPipeline) -> None
         )
     assert isinstance(info.value, LookupError)
     assert math.isfinite(1.0)
+
+
+@pytest.mark.parametrize("kind", ["cmyk", "progressive", "rgba-png", "webp", "grey"])
+def test_every_common_encoding_is_read(
+    kind: str, sample_dir: Path, pipeline: IdPhotoPipeline, inference: Any
+) -> None:
+    image = Image.open(sample_dir / "astronaut.png").convert("RGB")
+    buffer = io.BytesIO()
+    if kind == "cmyk":
+        image.convert("CMYK").save(buffer, "JPEG", quality=92)
+    elif kind == "progressive":
+        image.save(buffer, "JPEG", quality=92, progressive=True)
+    elif kind == "rgba-png":
+        rgba = image.convert("RGBA")
+        rgba.putalpha(255)
+        rgba.save(buffer, "PNG")
+    elif kind == "webp":
+        image.save(buffer, "WEBP", quality=90)
+    else:
+        image.convert("L").save(buffer, "JPEG", quality=92)
+    product = pipeline.process(buffer.getvalue(), ProductRequest(spec_id="icao-35x45"))
+    assert Image.open(io.BytesIO(product.digital)).size == (413, 531)
+    m = measure(inference, product.digital)
+    assert abs(m["roll"]) < 1.5
