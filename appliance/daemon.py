@@ -253,13 +253,15 @@ class Daemon:
             studio.pipeline_lock.release()
 
     def status(self) -> dict[str, Any]:
+        """For the tablet and the admin page: the doctor table of the running daemon."""
+        from appliance.doctor import live_rows
+
         inference = self.parts["inference"]
         camera = self.parts.get("camera")
         return {
             "accelerator": inference.accelerator.name,
-            "accelerator_reason": inference.accelerator.reason,
-            "runtime": f"{inference.backend.name} {inference.backend.version}",
             "camera": getattr(camera, "state", None),
+            "doctor": [row.to_dict() for row in live_rows(self.config, inference)],
         }
 
     # --- stop ----------------------------------------------------------------------------------

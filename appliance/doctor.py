@@ -12,13 +12,16 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.inference.registry import MODELS, verified_model_path
+
+if TYPE_CHECKING:
+    from appliance.inference.service import InferenceService
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -65,15 +68,7 @@ def _inference_rows(config: Config) -> Iterator[DoctorRow]:
     except ApplianceError as exc:
         yield DoctorRow("inference", "fail", str(exc))
         return
-    yield DoctorRow("runtime", "ok", f"{service.backend.name} {service.backend.version}")
-    choice = service.accelerator
-    detail = f"{choice.name} ({choice.reason})"
-    for name, why in choice.rejected:
-        detail += f"; {name} not used: {why}"
-    yield DoctorRow("accelerator", "ok", detail)
-    yield DoctorRow("threads", "info", str(config.inference.num_threads))
-    for name, picked in service.variants.items():
-        yield DoctorRow(f"variant {name}", "info", f"{picked.variant}: {picked.reason}")
+    yield from service_rows(config, service)
     for name, model in service.models().items():
         width, height = model.input_size
         probe = np.full((height, width, 3), 128, dtype=np.uint8)
@@ -85,6 +80,19 @@ def _inference_rows(config: Config) -> Iterator[DoctorRow]:
         median = statistics.median(timings[1:])
         kind = f"{model.path.name}, {model.inputs[0].dtype} input, {width}x{height}"
         yield DoctorRow(f"latency {name}", "info", f"{median:.1f} ms median invoke ({kind})")
+
+
+def service_rows(config: Config, service: InferenceService) -> Iterator[DoctorRow]:
+    """What a loaded inference service runs on, and why."""
+    yield DoctorRow("runtime", "ok", f"{service.backend.name} {service.backend.version}")
+    choice = service.accelerator
+    detail = f"{choice.name} ({choice.reason})"
+    for name, why in choice.rejected:
+        detail += f"; {name} not used: {why}"
+    yield DoctorRow("accelerator", "ok", detail)
+    yield DoctorRow("threads", "info", str(config.inference.num_threads))
+    for name, picked in service.variants.items():
+        yield DoctorRow(f"variant {name}", "info", f"{picked.variant}: {picked.reason}")
 
 
 Check = Callable[[Config], Iterator[DoctorRow]]
@@ -101,6 +109,19 @@ def _extra_checks() -> list[Check]:
 def run_checks(config: Config) -> list[DoctorRow]:
     rows = list(_platform_rows())
     for check in (_model_rows, _inference_rows, *_extra_checks()):
+        try:
+            rows.extend(check(config))
+        except Exception as exc:
+            rows.append(DoctorRow(getattr(check, "__name__", "check"), "fail", repr(exc)[:300]))
+    return rows
+
+
+def live_rows(config: Config, service: InferenceService) -> list[DoctorRow]:
+    """The doctor table for a running daemon: its own loaded models, no second load and no
+    timing probes (for the admin page)."""
+    rows = list(_platform_rows())
+    rows.extend(service_rows(config, service))
+    for check in _extra_checks():
         try:
             rows.extend(check(config))
         except Exception as exc:

@@ -235,6 +235,14 @@ def test_whole_session_by_buttons_with_real_cups_under_strace(
         tmp_path, camera_folder, printer_section(cupsd), trace=trace, workspace=workspace
     )
     try:
+        # The tablet's status carries the running daemon's doctor table.
+        doctor = {
+            row["name"]: row for row in daemon.call("GET", "/api/v1/status")["appliance"]["doctor"]
+        }
+        assert doctor["workspace"]["status"] == "ok"
+        assert doctor["accelerator"]["detail"].startswith("cpu")
+        assert doctor["printer"]["status"] == "ok", doctor["printer"]
+        assert "cups job files" in doctor
         session = daemon.call("POST", "/api/v1/sessions")["id"]
         daemon.call("POST", f"/api/v1/sessions/{session}/consent")
         # Capture: the button takes the photo and makes the default product.
