@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from appliance import cli_state
 from appliance.config import Config, default_cache_dir, load_config
 from appliance.errors import ApplianceError, ConfigError
 
@@ -218,95 +219,6 @@ def _cmd_specs(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from appliance.daemon import Daemon, configure_logging, demo_config
-
-    configure_logging()
-    if args.demo:
-        config = demo_config(config, Path("samples").absolute())
-    daemon = Daemon(config, bind=args.bind, port=args.port, http_port=args.http_port)
-    return daemon.run()
-
-
-def _cmd_firstboot(args: argparse.Namespace, config: Config) -> int:
-    """Generate this device's secrets once: CA, server certificate, setup code."""
-    from appliance.statefiles import write_private
-    from appliance.web.tls import ca_certificate, ensure_certificates, fingerprint
-    from appliance.web.users import UserStore
-
-    del args
-    state = config.state_dir
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ensure_certificates(state)
-    users = UserStore(state)
-    if users.needs_setup():
-        code = users.new_setup_code()
-        print(f"one-time setup code: {code}")
-    ca = ca_certificate(state)
-    if ca is not None:
-        print(f"appliance CA sha256 fingerprint: {fingerprint(ca)}")
-    # Last, so an interrupted first boot runs again.
-    write_private(state / ".initialised", b"")
-    return 0
-
-
-def _cmd_setup_code(args: argparse.Namespace, config: Config) -> int:
-    from appliance.web.users import UserStore, setup_code
-
-    del args
-    if not UserStore(config.state_dir).needs_setup():
-        raise ApplianceError(
-            "setup is done: an admin exists (log in, or reset from the admin page)"
-        )
-    print(setup_code(config.state_dir))
-    return 0
-
-
-def _cmd_token(args: argparse.Namespace, config: Config) -> int:
-    from appliance.web.users import create_token, list_tokens, revoke_token
-
-    state = config.state_dir
-    if args.action == "create":
-        if not args.name:
-            raise ApplianceError("token create needs --name NAME")
-        token = create_token(state, args.role, args.name)
-        print(f"API token for {args.name!r} ({args.role}); it is shown this once:")
-        print(token)
-        return 0
-    if args.action == "list":
-        for record in list_tokens(state):
-            print(f"{record.token_id}  {record.role:<8} {record.name}")
-        return 0
-    if not args.id:
-        raise ApplianceError("token revoke needs --id ID (see `appliance token list`)")
-    if not revoke_token(state, args.id):
-        raise ApplianceError(f"no token with id {args.id} (see `appliance token list`)")
-    print(f"revoked {args.id}")
-    return 0
-
-
-def _cmd_audit(args: argparse.Namespace, config: Config) -> int:
-    from appliance.session.audit import AuditLog, verify_chain
-
-    if args.action == "verify":
-        paths = [args.path] if args.path else AuditLog(_audit_path(config)).files()
-        result = verify_chain(paths)
-        if result.ok:
-            print(f"ok: {result.good_lines} lines, chain intact")
-            return 0
-        print(
-            f"BROKEN at {result.broken_at}: {result.problem} "
-            f"({result.good_lines} good lines before it)"
-        )
-        return 1
-    result = AuditLog(_audit_path(config)).export(sys.stdout.buffer)
-    return 0 if result.ok else 1
-
-
-def _audit_path(config: Config) -> Path:
-    return config.state_dir / "audit" / "audit.log"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance", description="Studio appliance: ID photos and portraits, zero retention"
@@ -368,25 +280,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", help="address to serve on (default from config)")
     run.add_argument("--port", type=int, help="HTTPS port (default from config)")
     run.add_argument("--http-port", type=int, help="plain-HTTP CA page port")
-    run.set_defaults(handler=_cmd_run)
+    run.set_defaults(handler=cli_state.cmd_run)
 
     firstboot = sub.add_parser("firstboot", help="generate this device's secrets (once)")
-    firstboot.set_defaults(handler=_cmd_firstboot)
+    firstboot.set_defaults(handler=cli_state.cmd_firstboot)
 
     code = sub.add_parser("setup-code", help="print a fresh one-time setup code")
-    code.set_defaults(handler=_cmd_setup_code)
+    code.set_defaults(handler=cli_state.cmd_setup_code)
 
     token = sub.add_parser("token", help="API tokens for integrations")
     token.add_argument("action", choices=("create", "list", "revoke"))
     token.add_argument("--role", choices=("operator", "admin"), default="operator")
     token.add_argument("--name", help="create: who uses it (e.g. 'booking system')")
     token.add_argument("--id", help="revoke: the token id from `appliance token list`")
-    token.set_defaults(handler=_cmd_token)
+    token.set_defaults(handler=cli_state.cmd_token)
 
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit.add_argument("action", choices=("verify", "export"))
     audit.add_argument("path", type=Path, nargs="?", help="verify: one log file")
-    audit.set_defaults(handler=_cmd_audit)
+    audit.set_defaults(handler=cli_state.cmd_audit)
 
     for stateful in (run, firstboot, code, token, audit):
         stateful.add_argument(
