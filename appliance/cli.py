@@ -219,6 +219,36 @@ def _cmd_specs(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    """Time the ID pipeline on this device: per stage and end to end, medians."""
+    import statistics
+    import time
+
+    from appliance.idphoto.pipeline import IdPhotoPipeline, ProductRequest
+    from appliance.inference.service import InferenceService
+
+    pipeline = IdPhotoPipeline(InferenceService.from_config(config.inference), config)
+    request = ProductRequest(spec_id=args.spec)
+    for path in args.photos:
+        data = path.read_bytes()
+        pipeline.process(data, request)  # the first run allocates the interpreters' buffers
+        totals: list[float] = []
+        stages: dict[str, list[float]] = {}
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            product = pipeline.process(data, request)
+            totals.append((time.perf_counter() - start) * 1000.0)
+            for stage, ms in product.report["timings_ms"].items():
+                stages.setdefault(stage, []).append(ms)
+        width, height = product.report["input"]["size"]
+        print(
+            f"{path} ({width}x{height}): {statistics.median(totals):.1f} ms median, "
+            f"{max(totals):.1f} ms worst of {args.iterations}"
+        )
+        print("  " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stages.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance", description="Studio appliance: ID photos and portraits, zero retention"
@@ -266,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     process.add_argument("--json", action="store_true", help="print each report as JSON")
     process.set_defaults(handler=_cmd_process)
+
+    bench = sub.add_parser("bench", help="time the ID pipeline on this device")
+    bench.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
+    bench.add_argument("--spec", default="icao-35x45")
+    bench.add_argument("--iterations", type=int, default=10)
+    bench.set_defaults(handler=_cmd_bench)
 
     specs = sub.add_parser("specs", help="list the document specs")
     specs.add_argument("--json", action="store_true")

@@ -64,3 +64,11 @@ def test_audit_verify_reports_the_broken_line(tmp_path: Path) -> None:
     assert broken.returncode == 1 and "BROKEN" in broken.stdout
     exported = cli("audit", "export", "--state-dir", str(state))
     assert exported.returncode == 1
+
+
+def test_bench_times_each_stage(sample_dir: Path) -> None:
+    done = cli("bench", str(sample_dir / "astronaut.png"), "--iterations", "1")
+    assert done.returncode == 0, done.stderr
+    assert "ms median" in done.stdout
+    for stage in ("decode", "detect", "segment", "render", "encode", "sheet"):
+        assert stage in done.stdout
