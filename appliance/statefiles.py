@@ -8,8 +8,10 @@ old file or the new one, never half of either.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -29,3 +31,16 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
         raise
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path, operation: int = fcntl.LOCK_EX) -> Iterator[None]:
+    """Hold an flock on a side lock file (the state file itself may be replaced under it)."""
+    lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(lock_path, flags, 0o600)
+    try:
+        fcntl.flock(descriptor, operation)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the flock

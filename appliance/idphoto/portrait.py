@@ -13,6 +13,7 @@ import numpy as np
 from appliance.errors import ApplianceError
 from appliance.imaging.decode import decode
 from appliance.imaging.encode import encode_jpeg
+from appliance.imaging.geometry import compose_affine
 from appliance.imaging.layout import compose_sheet, paper_size_mm
 from appliance.imaging.matte import (
     blurred_background,
@@ -83,12 +84,12 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
     roll = marks.roll
     level = cv2.getRotationMatrix2D((eye_x, eye_y), roll, 1.0)
     crop = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
-    full_to_out = _compose(crop, level)
+    full_to_out = compose_affine(crop, level)
     kept_to_full = np.array([[1 / kept.scale, 0, 0], [0, 1 / kept.scale, 0]])
     with timings("render"):
         pixels = cv2.warpAffine(
             kept.pixels,
-            _compose(full_to_out, kept_to_full),
+            compose_affine(full_to_out, kept_to_full),
             (out_w, out_h),
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT,
@@ -97,7 +98,9 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
             [[1 / view.scale, 0, view.origin[0]], [0, 1 / view.scale, view.origin[1]]]
         )
         alpha = tighten(
-            pipeline.inference.segmenter.refine(mask, pixels, _compose(full_to_out, view_to_full))
+            pipeline.inference.segmenter.refine(
+                mask, pixels, compose_affine(full_to_out, view_to_full)
+            )
         )
         background = request.background
         if background == "blur":
@@ -131,10 +134,6 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
         "timings_ms": timings.stages,
     }
     return Product(digital, sheet, encode_jpeg(preview, dpi=72, quality=85), report)
-
-
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
 
 
 def _print_sheet(pixels: np.ndarray, paper: str, ratio: float) -> bytes:

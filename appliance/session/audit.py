@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.errors import ApplianceError
+from appliance.statefiles import locked
 
 GENESIS_PREV = "0" * 64
 MAX_STRING = 64
@@ -310,15 +311,8 @@ class AuditLog:
 
     @contextmanager
     def _locked(self, operation: int) -> Iterator[None]:
-        with self._thread_lock:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            descriptor = os.open(self._lock_path, flags, 0o600)
-            try:
-                fcntl.flock(descriptor, operation)
-                yield
-            finally:
-                os.close(descriptor)  # closing releases the flock
+        with self._thread_lock, locked(self._lock_path, operation):
+            yield
 
     def record(
         self,

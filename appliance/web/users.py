@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from appliance.errors import ApplianceError
-from appliance.statefiles import write_private
+from appliance.statefiles import locked, write_private
 
 Role = Literal["admin", "operator"]
 ROLES: tuple[Role, ...] = ("admin", "operator")
@@ -137,14 +137,8 @@ class UserStore:
 
     @contextlib.contextmanager
     def _locked(self, operation: int) -> Iterator[None]:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        descriptor = os.open(self._lock_path, flags, 0o600)
-        try:
-            fcntl.flock(descriptor, operation)
+        with locked(self._lock_path, operation):
             yield
-        finally:
-            os.close(descriptor)
 
     def _read(self) -> dict[str, Any]:
         try:
