@@ -108,9 +108,6 @@ def run_one(name: str, data: bytes, iterations: int, spec: str, sheet: bool) -> 
         limits.append(limit_once(pipeline, data, product))
         for stage, ms in product.report["timings_ms"].items():
             stages.setdefault(stage, []).append(ms)
-    without_sheet = [
-        t - s for t, s in zip(totals, stages.get("sheet", [0.0] * len(totals)), strict=False)
-    ]
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ordered = sorted(totals)
     return {
@@ -119,7 +116,6 @@ def run_one(name: str, data: bytes, iterations: int, spec: str, sheet: bool) -> 
         "iterations": iterations,
         "total_median_ms": round(statistics.median(totals), 1),
         "total_p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
-        "without_sheet_median_ms": round(statistics.median(without_sheet), 1),
         "limit_median_ms": round(statistics.median(limits), 1),
         "ratio_to_limit": round(statistics.median(totals) / statistics.median(limits), 2),
         "stages_median_ms": {k: round(statistics.median(v), 2) for k, v in stages.items()},
@@ -158,7 +154,6 @@ def main() -> int:
         print(
             f"{r['image']:>6}: limit {r['limit_median_ms']} ms, ratio {r['ratio_to_limit']}; "
             f"total median {r['total_median_ms']} ms (p95 {r['total_p95_ms']}), "
-            f"without the print sheet {r['without_sheet_median_ms']} ms, "
             f"peak RSS {r['peak_rss_mb']} MB"
         )
         print("        " + ", ".join(f"{k} {v}" for k, v in r["stages_median_ms"].items()))

@@ -174,7 +174,7 @@ def image_checks(
 ) -> list[Check]:
     face = _face_region(pixels, m)
     grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
-    highlights = float((face.max(axis=2) >= 250).mean())
+    highlights = float((_channel_max(face) >= 250).mean())
     shadows = float((grey <= 8).mean())
     clipped = max(highlights, shadows)
     exposure = _graded(clipped, 0.01, 0.05)
@@ -186,10 +186,15 @@ def image_checks(
     normal = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     sharpness = float(cv2.Laplacian(normal, cv2.CV_32F).var())
     # Every second pixel each way is plenty for a percentile over the background.
-    sample, sample_alpha = pixels[::2, ::2], alpha[::2, ::2]
-    back = sample_alpha < 0.05
-    distance = np.abs(sample[back].astype(np.int16) - np.array(background, np.int16)).max(axis=1)
-    spread = float(np.percentile(distance, 95)) if distance.size else 0.0
+    sample = np.ascontiguousarray(pixels[::2, ::2])
+    back = alpha[::2, ::2] < 0.05
+    height, width = back.shape
+    solid = np.tile(np.asarray(background, np.uint8), width * height).reshape(sample.shape)
+    distance = _channel_max(cv2.absdiff(sample, solid))[back.ravel()]
+    spread = 0.0
+    if distance.size:  # the 95th percentile, by counting (the distances are 0-255)
+        counts = np.cumsum(np.bincount(distance, minlength=256))
+        spread = float(np.searchsorted(counts, 0.95 * distance.size))
     resolution = source_px_per_output_px
     return [
         Check(
@@ -223,6 +228,13 @@ def image_checks(
             + ("" if resolution >= 1.0 else "; enlarged from a small face, may look soft"),
         ),
     ]
+
+
+def _channel_max(pixels: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest of its three channels, flattened (OpenCV's row reduction: many
+    times faster than numpy's reduction over a last axis of 3)."""
+    rows = np.ascontiguousarray(pixels).reshape(-1, 3)
+    return np.asarray(cv2.reduce(rows, 1, cv2.REDUCE_MAX)).ravel()
 
 
 def _rank(verdict: Verdict) -> int:

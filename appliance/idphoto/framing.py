@@ -18,7 +18,7 @@ from appliance.errors import SubjectCutError
 from appliance.idphoto.specs import DocumentSpec
 from appliance.imaging.geometry import Point, apply_affine, invert_affine, rotation_about
 from appliance.inference.landmarks import FaceLandmarks
-from appliance.inference.segmenter import PortraitMask, PortraitSegmenter
+from appliance.inference.segmenter import PortraitMask, PortraitSegmenter, refine_radius
 
 # Upright head frame: eye distances (u) either side of the eye midpoint, and pixels per u.
 FRAME_HALF_WIDTH_U = 3.0
@@ -72,26 +72,38 @@ def measure_head(
     g = FRAME_PX_PER_U
     width = round(2 * FRAME_HALF_WIDTH_U * g)
     height = round((FRAME_ABOVE_U + FRAME_BELOW_U) * g)
+    eye_row = round(FRAME_ABOVE_U * g)
+    chin_f, forehead_f = apply_affine(to_frame, np.array([marks.chin, marks.forehead]))
+    chin_x, chin_y, forehead_y = float(chin_f[0]), float(chin_f[1]), float(forehead_f[1])
+    centre = (width / 2.0 + chin_x) / 2.0  # between the eye midpoint and the chin
+    # The crown is read in a column band above the eyes: only that strip of the frame (and
+    # the pixels the refinement looks at around it) is warped and refined.
+    reach = 2 * refine_radius(mask, to_frame) + 2
+    x0 = max(0, round(centre - CROWN_BAND_U * g) - reach)
+    x1 = min(width, round(centre + CROWN_BAND_U * g) + 1 + reach)
+    strip_h = min(height, eye_row + reach)
+    to_strip = to_frame.copy()
+    to_strip[0, 2] -= x0
     guide = cv2.warpAffine(
-        pixels, to_frame, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        pixels,
+        to_strip,
+        (x1 - x0, strip_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
     )
     inside = (
         cv2.warpAffine(
             np.full(pixels.shape[:2], 255, np.uint8),
-            to_frame,
-            (width, height),
+            to_strip,
+            (x1 - x0, strip_h),
             flags=cv2.INTER_NEAREST,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0,
         )
         > 0
     )
-    alpha = segmenter.refine(mask, guide, to_frame)
-    eye_row = round(FRAME_ABOVE_U * g)
-    chin_f, forehead_f = apply_affine(to_frame, np.array([marks.chin, marks.forehead]))
-    chin_x, chin_y, forehead_y = float(chin_f[0]), float(chin_f[1]), float(forehead_f[1])
-    centre = (width / 2.0 + chin_x) / 2.0  # between the eye midpoint and the chin
-    band = slice(round(centre - CROWN_BAND_U * g), round(centre + CROWN_BAND_U * g) + 1)
+    alpha = segmenter.refine(mask, guide, to_strip)
+    band = slice(round(centre - CROWN_BAND_U * g) - x0, round(centre + CROWN_BAND_U * g) + 1 - x0)
     person = (alpha[:, band] >= 0.5).mean(axis=1)
     in_photo = inside[:, band].mean(axis=1)
     notes: list[str] = []

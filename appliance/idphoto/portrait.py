@@ -56,9 +56,7 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
         analysis = decode(
             data, max_pixels=imaging.max_pixels, max_side=imaging.analysis_max_side, at_least=False
         )
-    _, marks, view = pipeline._find_face(data, analysis, timings)
-    with timings("segment"):
-        mask = pipeline.inference.segmenter.segment(view.pixels)
+    _, marks, view, mask = pipeline._find_face_and_mask(data, analysis, timings)
     full_w, full_h = analysis.full_size
     # Head height from chin to the top of the face mesh, plus the usual share above it.
     head = math.dist(marks.chin, marks.forehead) * 1.3 / view.scale

@@ -16,8 +16,10 @@ import numpy as np
 
 from appliance.errors import SubjectCutError
 from appliance.idphoto.checks import OutputMeasure
-from appliance.imaging.geometry import apply_affine, compose_affine, invert_affine
+from appliance.imaging.geometry import Point, apply_affine, compose_affine, invert_affine
 from appliance.imaging.matte import replace_background, tighten
+from appliance.inference.detector import Face
+from appliance.inference.landmarks import MIN_PRESENCE
 from appliance.inference.segmenter import PortraitMask
 from appliance.inference.service import InferenceService
 
@@ -119,15 +121,20 @@ def _reduce_region(
 
 
 def measure_output(
-    pixels: np.ndarray, alpha: np.ndarray, inference: InferenceService
+    pixels: np.ndarray,
+    alpha: np.ndarray,
+    inference: InferenceService,
+    face: Face,
+    eyes: tuple[Point, Point],
+    face_count: int,
 ) -> tuple[OutputMeasure, np.ndarray] | None:
-    """The pipeline's own landmark pass on the finished photo (None when no face is found)."""
-    faces = inference.detector.detect(pixels)
-    if not faces:
+    """The pipeline's own landmark pass on the finished photo (None when the mesh finds no
+    face there). `face` and `eyes` are the source's face and mesh eyes mapped onto the photo:
+    they place the mesh's crop (as MediaPipe's tracking places it from the previous frame);
+    every measured point comes from the mesh run on the finished pixels."""
+    marks = inference.landmarker.with_eyes(pixels, face, eyes)
+    if marks.presence < MIN_PRESENCE:
         return None
-    usable = [f for f in faces if f.box.width >= 0.35 * max(g.box.width for g in faces)]
-    face = max(faces, key=lambda f: f.box.width)
-    marks = inference.landmarker.landmarks(pixels, face, passes=2)
     eye_x, eye_y = marks.eye_mid
     centre_x = (eye_x + marks.chin[0]) / 2.0
     band = max(2, round(marks.eye_distance * 0.5))
@@ -136,9 +143,10 @@ def measure_output(
     row = round(eye_y)
     while row > 0 and person[row - 1] >= 0.3:
         row -= 1
-    box = face.box
+    # The face's extent from the mesh on these pixels (forehead to chin, cheek to cheek).
+    (x0, y0), (x1, y1) = marks.points[:, :2].min(axis=0), marks.points[:, :2].max(axis=0)
     measure = OutputMeasure(
-        face_count=len(usable),
+        face_count=face_count,
         eye_mid=(eye_x, eye_y),
         eye_distance=marks.eye_distance,
         chin_y=marks.chin[1],
@@ -149,7 +157,7 @@ def measure_output(
         pitch=marks.pitch,
         eyes_open=min(marks.right_eye_openness, marks.left_eye_openness),
         mouth_open=marks.mouth_openness,
-        face_box=(round(box.x0), round(box.y0), round(box.x1), round(box.y1)),
+        face_box=(round(x0), round(y0), round(x1), round(y1)),
     )
     return measure, marks.points[:, :2]
 

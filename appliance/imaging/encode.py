@@ -29,6 +29,16 @@ class EncodedImage:
     dpi: int
 
 
+# What libjpeg writes first: SOI, then the JFIF APP0 segment (length 16) whose density fields
+# this module fills in (JFIF 1.02: units at byte 13, X and Y density at 14-17, big-endian).
+_JFIF_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+_SUBSAMPLING = {
+    0: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+    1: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+    2: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+}
+
+
 def encode_jpeg(
     pixels: np.ndarray,
     *,
@@ -38,21 +48,34 @@ def encode_jpeg(
     subsampling: int | None = None,
 ) -> bytes:
     """JPEG with only the pixels and the DPI. `optimize` (optimal Huffman tables, a few percent
-    smaller, twice the time) is worth it only where a file-size cap applies."""
-    image = Image.fromarray(pixels, "RGB")
-    buffer = io.BytesIO()
+    smaller, twice the time) is worth it only where a file-size cap applies. `subsampling`
+    as Pillow counts it: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0.
+
+    OpenCV's libjpeg-turbo encodes straight from the array in one call with the GIL released
+    (Pillow first copies RGB into its 4-byte layout: about a third slower on a print sheet);
+    the result is the same baseline JFIF file, with the DPI written into its header."""
+    if not 1 <= dpi <= 65535:
+        raise EncodeError(f"a JPEG cannot record {dpi} dpi (1-65535)")
     # 4:4:4 at high quality keeps skin and hair edges clean; lower qualities use 4:2:0.
     if subsampling is None:
         subsampling = 0 if quality >= 90 else 2
-    image.save(
-        buffer,
-        "JPEG",
-        quality=quality,
-        dpi=(dpi, dpi),
-        optimize=optimize,
-        subsampling=subsampling,
+    ok, encoded = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR),
+        [
+            cv2.IMWRITE_JPEG_QUALITY,
+            quality,
+            cv2.IMWRITE_JPEG_OPTIMIZE,
+            int(optimize),
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            _SUBSAMPLING[subsampling],
+        ],
     )
-    return buffer.getvalue()
+    data = bytearray(encoded.tobytes()) if ok else bytearray()
+    if not data.startswith(_JFIF_HEAD):
+        raise EncodeError("the JPEG encoder did not write the expected JFIF header")
+    data[13:18] = bytes((1, dpi >> 8, dpi & 0xFF, dpi >> 8, dpi & 0xFF))  # dots per inch
+    return bytes(data)
 
 
 def encode_png(pixels: np.ndarray, *, dpi: int) -> bytes:

@@ -28,19 +28,45 @@ def tighten(alpha: np.ndarray, low: float = 0.08, high: float = 0.92) -> np.ndar
     return np.clip((alpha - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
 
 
+def solid(height: int, width: int, colour: tuple[int, int, int]) -> np.ndarray:
+    """An H x W x 3 uint8 image of one colour (numpy broadcasting over a last axis of 3 is
+    many times slower than tiling a row)."""
+    row = np.tile(np.asarray(colour, dtype=np.uint8), width)
+    return np.tile(row, (height, 1)).reshape(height, width, 3)
+
+
+def _times(pixels: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Each channel of `pixels` times an H x W float32 `weight`, as float32."""
+    return np.asarray(cv2.multiply(pixels.astype(np.float32), cv2.merge([weight] * 3)))
+
+
 def _old_background(
-    pixels: np.ndarray, alpha: np.ndarray, radius: int, rows: np.ndarray, cols: np.ndarray
-) -> np.ndarray:
-    """The old background's colour around each listed pixel: a blur that counts only the
-    pixels the matte calls background."""
-    weight = (1.0 - alpha) ** 2
-    size = (2 * radius + 1, 2 * radius + 1)
-    weighted = cv2.boxFilter(pixels.astype(np.float32) * weight[..., None], -1, size)
-    total = cv2.boxFilter(weight, -1, size)
-    return np.asarray(
-        weighted[rows, cols] / np.maximum(total[rows, cols], np.float32(1e-4))[:, None],
-        dtype=np.float32,
+    pixels: np.ndarray, alpha: np.ndarray, radius: int, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The old background's colour around each listed (flat index) pixel, and how much pure
+    background that estimate rests on: a blur weighted by (1 - alpha) ** 8, so only pixels the
+    matte calls background count (a lower power lets the soft edge's own mixed pixels, the
+    subject's colour in them, into the estimate). The blur spans dozens of pixels, so it is
+    computed at half resolution (each half-res pixel the mean of a 2 x 2 block) and read back
+    at the nearest half-res pixel."""
+    height, width = alpha.shape
+    half = (max(1, width // 2), max(1, height // 2))
+    small = cv2.resize(pixels[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA)
+    weight = np.float32(1.0) - cv2.resize(
+        alpha[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA
     )
+    for _ in range(3):
+        weight = cv2.multiply(weight, weight)
+    size = (2 * max(1, radius // 2) + 1,) * 2
+    support = cv2.boxFilter(weight, -1, size)
+    estimate = cv2.divide(
+        cv2.boxFilter(_times(small, weight), -1, size),
+        cv2.merge([np.maximum(support, np.float32(1e-4))] * 3),
+    )
+    at = np.minimum(index // width // 2, half[1] - 1) * half[0] + np.minimum(
+        index % width // 2, half[0] - 1
+    )
+    return np.asarray(estimate.reshape(-1, 3)[at], dtype=np.float32), support.reshape(-1)[at]
 
 
 def replace_background(
@@ -51,25 +77,35 @@ def replace_background(
     `pixels` H x W x 3 uint8 and `alpha` H x W float32 in [0, 1] (1 = subject).
     """
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     height, width = alpha.shape
     if isinstance(background, np.ndarray):
         new = np.ascontiguousarray(background, dtype=np.uint8)
     else:
-        new = np.empty_like(pixels)
-        new[...] = np.asarray(background, dtype=np.uint8)
-    out = cv2.blendLinear(pixels, new, alpha, 1.0 - alpha)
-    rows, cols = np.nonzero((alpha > 0.02) & (alpha < 0.98))
-    if rows.size == 0:
+        new = solid(height, width, background)
+    # Subject where the matte is (almost) certain, the new background elsewhere; the soft
+    # edge in between is un-mixed below.
+    out = new.copy()
+    cv2.copyTo(pixels, (alpha >= 0.98).view(np.uint8), out)
+    flat_alpha = alpha.reshape(-1)
+    index = np.flatnonzero((flat_alpha > 0.02) & (flat_alpha < 0.98))
+    if index.size == 0:
         return np.asarray(out)
     # Un-mix the edge pixels: observed = a * subject + (1 - a) * old, so the subject over the
     # new background is observed + (1 - a) * (new - old), with the subject kept in range.
-    radius = max(3, round(max(height, width) / 60))
-    old = _old_background(pixels, alpha, radius, rows, cols)
-    a = alpha[rows, cols][:, None]
-    observed = pixels[rows, cols].astype(np.float32)
-    subject = np.clip((observed - (1.0 - a) * old) / np.maximum(a, np.float32(0.02)), 0, 255)
-    mixed = a * subject + (1.0 - a) * new[rows, cols].astype(np.float32)
-    out[rows, cols] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    radius = max(3, round(max(height, width) / 30))
+    old, support = _old_background(pixels, alpha, radius, index)
+    # (N x 3 arrays of one shape throughout: numpy broadcasts over a last axis of 3 slowly.)
+    a = np.repeat(flat_alpha[index][:, None], 3, axis=1)
+    rest = np.float32(1.0) - a
+    observed = pixels.reshape(-1, 3)[index].astype(np.float32)
+    # Where no pure background lies within reach (deep in a mass of hair) there is nothing
+    # to un-mix: taking the pixel itself as the old colour makes this a plain blend there.
+    thin = support < 1e-3
+    old[thin] = observed[thin]
+    subject = np.clip((observed - rest * old) / np.maximum(a, np.float32(0.02)), 0, 255)
+    mixed = a * subject + rest * new.reshape(-1, 3)[index].astype(np.float32)
+    out.reshape(-1, 3)[index] = np.clip(mixed + np.float32(0.5), 0, 255).astype(np.uint8)
     return np.asarray(out)
 
 
@@ -77,7 +113,9 @@ def blurred_background(pixels: np.ndarray, alpha: np.ndarray, strength: float = 
     """The photo's own background, blurred, with the subject's colours kept out of the blur."""
     height, width = alpha.shape
     sigma = max(2.0, strength * max(height, width))
-    weight = (1.0 - alpha.astype(np.float32)) ** 2
-    blurred = cv2.GaussianBlur(pixels.astype(np.float32) * weight[..., None], (0, 0), sigma)
-    norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
-    return np.clip(blurred / np.maximum(norm, np.float32(1e-3)), 0, 255).astype(np.uint8)
+    weight = np.float32(1.0) - alpha.astype(np.float32)
+    for _ in range(3):  # (1 - alpha) ** 8: only background pixels feed the blur
+        weight = cv2.multiply(weight, weight)
+    blurred = cv2.GaussianBlur(_times(pixels, weight), (0, 0), sigma)
+    norm = cv2.merge([np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), np.float32(1e-3))] * 3)
+    return np.clip(cv2.divide(blurred, norm), 0, 255).astype(np.uint8)

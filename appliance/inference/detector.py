@@ -68,6 +68,22 @@ class Face:
             tuple((x * factor, y * factor) for x, y in self.keypoints),
         )
 
+    def mapped(self, affine: np.ndarray) -> Face:
+        """The same face after a similarity transform (2x3: scale, rotation, shift) of its
+        image: the box keeps its centre and grows with the scale, keypoints move with it."""
+        scale = float(np.hypot(affine[0, 0], affine[1, 0]))
+        cx, cy = self.box.center
+        mx, my = (float(v) for v in affine @ np.array([cx, cy, 1.0]))
+        half_w, half_h = self.box.width * scale / 2.0, self.box.height * scale / 2.0
+        points = affine @ np.vstack(
+            [np.array(self.keypoints, dtype=np.float64).T, np.ones(len(self.keypoints))]
+        )
+        return Face(
+            self.score,
+            Box(mx - half_w, my - half_h, mx + half_w, my + half_h),
+            tuple((float(x), float(y)) for x, y in points.T),
+        )
+
 
 def make_anchors(input_size: int, layout: AnchorLayout) -> np.ndarray:
     """Anchor centres (N x 2, normalised); anchor width and height are fixed at 1."""

@@ -29,6 +29,9 @@ CHIN, FOREHEAD, NOSE_TIP = 152, 10, 1
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454
 
 CROP_SCALE = 1.5
+# The presence score the mesh must give a crop for it to count as a face (real faces score
+# near 1; fur, fabric and logos a detector took for faces score near 0).
+MIN_PRESENCE = 0.5
 # The mesh's forehead-to-chin line leans back by about this much on a level, frontal face
 # (measured on the frontal ID portraits in the shared test set); pitch is reported relative to it.
 PITCH_NEUTRAL_DEG = -11.0
@@ -158,7 +161,11 @@ class FaceLandmarker:
 
     def realign(self, image: np.ndarray, face: Face, marks: FaceLandmarks) -> FaceLandmarks:
         """A second pass with the crop turned by an earlier mesh's own eye line."""
-        return self._landmarks(as_rgb_image(image), face, (marks.right_eye, marks.left_eye))
+        return self.with_eyes(image, face, (marks.right_eye, marks.left_eye))
+
+    def with_eyes(self, image: np.ndarray, face: Face, eyes: tuple[Point, Point]) -> FaceLandmarks:
+        """One pass with the crop turned so the given (right, left) eye points are level."""
+        return self._landmarks(as_rgb_image(image), face, eyes)
 
     def _landmarks(
         self, image: np.ndarray, face: Face, eyes: tuple[Point, Point] | None

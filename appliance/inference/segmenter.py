@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.imaging.geometry import as_rgb_image, compose_affine
+from appliance.imaging.geometry import as_rgb_image, compose_affine, resize_for_model
 from appliance.inference.runtime import TFLiteModel
 
 
@@ -43,23 +43,46 @@ class PortraitMask:
         return float((region >= threshold).mean()) if region.size else 0.0
 
 
-def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def guided_filter(
+    guide: np.ndarray, source: np.ndarray, radius: int, eps: float, subsample: int = 1
+) -> np.ndarray:
     """Edge-preserving smoothing of `source` steered by the grey `guide` (He et al., 2010).
 
     Both are float32 in [0, 1] of the same shape; the output follows the guide's edges where
-    the source changes, and is smooth elsewhere.
+    the source changes, and is smooth elsewhere. With `subsample` > 1 the linear coefficients
+    are fitted on a reduced copy and applied to the full-resolution guide (He and Sun's fast
+    guided filter, 2015): the edges still come from every guide pixel.
     """
+    height, width = guide.shape
+    fit_guide, fit_source = guide, source
+    if subsample > 1:
+        small = (max(1, round(width / subsample)), max(1, round(height / subsample)))
+        fit_guide = cv2.resize(guide, small, interpolation=cv2.INTER_LINEAR)
+        fit_source = cv2.resize(source, small, interpolation=cv2.INTER_LINEAR)
+        radius = max(1, round(radius / subsample))
     size = (2 * radius + 1, 2 * radius + 1)
 
     def box(values: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(values, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
 
-    mean_i, mean_p = box(guide), box(source)
-    cov_ip = box(guide * source) - mean_i * mean_p
-    var_i = box(guide * guide) - mean_i * mean_i
+    mean_i, mean_p = box(fit_guide), box(fit_source)
+    cov_ip = box(fit_guide * fit_source) - mean_i * mean_p
+    var_i = box(fit_guide * fit_guide) - mean_i * mean_i
     a = cov_ip / (var_i + np.float32(eps))
     b = mean_p - a * mean_i
-    return np.asarray(box(a) * guide + box(b), dtype=np.float32)
+    mean_a, mean_b = box(a), box(b)
+    if subsample > 1:
+        mean_a = cv2.resize(mean_a, (width, height), interpolation=cv2.INTER_LINEAR)
+        mean_b = cv2.resize(mean_b, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(mean_a * guide + mean_b, dtype=np.float32)
+
+
+def refine_radius(mask: PortraitMask, source_to_guide: np.ndarray) -> int:
+    """The guided filter's radius on a guide raster: about one model pixel in guide pixels,
+    enough to pull the coarse edge onto the real one without smearing it. The refined mask at
+    a pixel depends on guide pixels up to twice this far away (two box passes)."""
+    model_to_guide = compose_affine(source_to_guide, mask.model_to_source())
+    return max(2, round(float(np.hypot(*model_to_guide[:, 0])) * 1.5))
 
 
 class PortraitSegmenter:
@@ -71,8 +94,7 @@ class PortraitSegmenter:
     def segment(self, image: np.ndarray) -> PortraitMask:
         image = as_rgb_image(image)
         width, height = self.model.input_size
-        resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        output = self.model.run(resized)[0].reshape(height, width)
+        output = self.model.run(resize_for_model(image, (width, height)))[0].reshape(height, width)
         mask = np.clip(output, 0.0, 1.0).astype(np.float32)
         return PortraitMask(mask, (image.shape[1], image.shape[0]))
 
@@ -104,9 +126,8 @@ class PortraitSegmenter:
             mask.mask, centred, (gw, gh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         if radius is None:
-            # About one model pixel in guide pixels: enough to pull the coarse edge onto the
-            # real one without smearing it.
-            radius = max(2, round(float(np.hypot(*model_to_guide[:, 0])) * 1.5))
+            radius = refine_radius(mask, source_to_guide)
         grey = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / np.float32(255.0)
-        refined = guided_filter(grey, coarse, radius, eps)
+        # Fit the filter at half resolution once the radius spans a few pixels there.
+        refined = guided_filter(grey, coarse, radius, eps, subsample=2 if radius >= 4 else 1)
         return np.clip(refined, 0.0, 1.0)
