@@ -56,7 +56,7 @@ def _old_background(
         alpha[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA
     )
     for _ in range(3):
-        weight = cv2.multiply(weight, weight)
+        weight = np.asarray(cv2.multiply(weight, weight), dtype=np.float32)
     size = (2 * max(1, radius // 2) + 1,) * 2
     support = cv2.boxFilter(weight, -1, size)
     estimate = cv2.divide(
@@ -115,7 +115,7 @@ def blurred_background(pixels: np.ndarray, alpha: np.ndarray, strength: float = 
     sigma = max(2.0, strength * max(height, width))
     weight = np.float32(1.0) - alpha.astype(np.float32)
     for _ in range(3):  # (1 - alpha) ** 8: only background pixels feed the blur
-        weight = cv2.multiply(weight, weight)
+        weight = np.asarray(cv2.multiply(weight, weight), dtype=np.float32)
     blurred = cv2.GaussianBlur(_times(pixels, weight), (0, 0), sigma)
     norm = cv2.merge([np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), np.float32(1e-3))] * 3)
     return np.clip(cv2.divide(blurred, norm), 0, 255).astype(np.uint8)
