@@ -66,10 +66,21 @@ Accelerator = Annotated[
 ]
 
 
+def half_the_cores() -> int:
+    """Threads per model: the ID pipeline runs two stages at once (the matte beside the face
+    search, the print sheet beside the checks), so each model gets half the cores this process
+    may use (1 on a 2-core machine, 2 on a Pi's 4 cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return max(1, min(16, cores // 2))
+
+
 class InferenceConfig(_Section):
     accelerator: Accelerator = "auto"
-    # LiteRT's Python interpreter uses one thread unless told otherwise.
-    num_threads: int = Field(default=2, ge=1, le=16)
+    # XNNPACK threads per model (LiteRT's own default is one); see half_the_cores.
+    num_threads: int = Field(default_factory=half_the_cores, ge=1, le=16)
     models_dir: Path = Field(default_factory=default_models_dir)
     # Which model files run: "auto" takes a model's int8 build where it passed the accuracy
     # gate and is not slower here, "float" never, "int8" wherever one passed the gate.
