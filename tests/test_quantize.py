@@ -247,6 +247,85 @@ def test_runtime_variant_keeps_xnnpack_in_one_partition(models_dir: Path, tmp_pa
     assert counts["all int8"] > 1  # HARD_SWISH / AVERAGE_POOL_2D in int8 split the graph
 
 
+def _detector_samples(count: int) -> list[np.ndarray]:
+    """Smooth random images in the detector's input range (faces are not needed for these)."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    small = [rng.uniform(-1, 1, (16, 16, 3)).astype(np.float32) for _ in range(count)]
+    return [cv2.resize(s, (128, 128), interpolation=cv2.INTER_CUBIC).clip(-1, 1) for s in small]
+
+
+@NEEDS_QUANTIZER
+def test_equalisation_keeps_the_float_outputs_and_evens_the_channels(models_dir: Path) -> None:
+    from appliance.inference.quantize import (
+        _depthwise_pairs,
+        _float_tensors,
+        equalise_depthwise,
+        prepare_float_model,
+    )
+
+    source = verified_model_path("face_detection_short_range", models_dir)
+    prepared, _ = prepare_float_model(source.read_bytes())
+    samples = _detector_samples(4)
+    equalised, pairs = equalise_depthwise(prepared, samples)
+    assert pairs == 16  # every depthwise -> 1x1 convolution of BlazeFace's blocks
+    assert equalised == equalise_depthwise(prepared, samples)[0]  # deterministic
+    for sample in samples[:2]:
+        want, got = run_model(prepared, sample[None]), run_model(equalised, sample[None])
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+    def spread(model: bytes) -> float:  # widest channel range over the median, worst pair
+        graph = tflite_graph.read_model(model)
+        outputs = [int(d.outputs[0]) for d, _ in _depthwise_pairs(graph)]
+        worst = 0.0
+        for values in _float_tensors(model, samples, outputs):
+            for v in values.values():
+                peak = np.abs(v.reshape(-1, v.shape[-1])).max(axis=0)
+                worst = max(worst, float(peak.max() / max(np.median(peak), 1e-9)))
+        return worst
+
+    assert spread(equalised) < 0.5 * spread(prepared)
+
+
+@NEEDS_QUANTIZER
+def test_bias_correction_moves_only_biases_and_cuts_the_mean_error(models_dir: Path) -> None:
+    from appliance.inference.quantize import (
+        correct_biases,
+        prepare_float_model,
+        quantize_corrected,
+        quantize_model,
+    )
+
+    source = verified_model_path("face_detection_short_range", models_dir)
+    prepared, _ = prepare_float_model(source.read_bytes())
+    samples = _detector_samples(6)
+    heads = tflite_graph.output_heads(tflite_graph.read_model(prepared))
+    plain = quantize_model(prepared, samples, 1, heads)
+    corrected, convs = correct_biases(prepared, samples, plain)
+    assert convs == 33  # 37 convolutions, the 4 output heads stay float
+    before, after = tflite_graph.read_model(prepared), tflite_graph.read_model(corrected)
+    changed = {
+        tflite_graph.tensor_name(t)
+        for t, u in zip(before.subgraphs[0].tensors, after.subgraphs[0].tensors, strict=True)
+        if t.buffer
+        and not np.array_equal(
+            np.asarray(before.buffers[t.buffer].data), np.asarray(after.buffers[u.buffer].data)
+        )
+    }
+    assert changed and all(name.endswith("/Bias_dequantize") for name in changed)
+
+    def mean_error(model: bytes) -> float:  # the regressors' mean error over the samples
+        gaps = [run_model(model, s[None]) - run_model(prepared, s[None]) for s in samples]
+        return float(np.abs(np.mean(gaps, axis=0)).mean())
+
+    fixed = quantize_model(corrected, samples, 1, heads)
+    assert mean_error(fixed) < mean_error(plain)
+    final, _, notes = quantize_corrected(prepared, samples, 1, heads)
+    assert final == quantize_corrected(prepared, samples, 1, heads)[0]
+    assert notes[0].startswith("equalised 16") and "bias-corrected 33" in notes[1]
+
+
 # --- the gate ---------------------------------------------------------------------------------
 
 
