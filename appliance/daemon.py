@@ -57,6 +57,7 @@ class Daemon:
     def start(self) -> None:
         from appliance.idphoto.pipeline import IdPhotoPipeline
         from appliance.inference.service import InferenceService
+        from appliance.memory import IdleTrimmer, release_free_memory
         from appliance.session import AuditLog, RetentionPolicy, SessionManager, Workspace
         from appliance.session.hardening import disable_core_dumps
         from appliance.studio import Studio
@@ -97,6 +98,12 @@ class Daemon:
         watchdog = Watchdog(self.notifier, self._inference_alive)
         watchdog.start()
         self._on_stop("watchdog", watchdog.stop)
+        # Start small (model loading leaves freed buffers behind) and shrink again whenever
+        # the studio is idle: see appliance/memory.py.
+        release_free_memory()
+        trimmer = IdleTrimmer()
+        trimmer.start()
+        self._on_stop("memory", trimmer.stop)
         if studio.on_status is not None:
             studio.on_status(ApplianceStatus.READY)
         audit.record("appliance.started", actor="system", count=swept)

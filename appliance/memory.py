@@ -8,6 +8,14 @@ about 4 ms to fault in, 0.2 ms to compute). Raising malloc's mmap threshold keep
 in the heap, where the next stage reuses them; the trim threshold keeps that much free memory
 mapped instead of trimming it after each product.
 
+The price is resident memory: up to TRIM_THRESHOLD of freed buffers stays mapped. The daemon
+gives it back when it goes idle (`IdleTrimmer`: malloc_trim a few seconds after the last
+product), so a customer's retakes in quick succession run at full speed and the idle appliance
+stays small beside CUPS on a 1 GB Pi. All threads share one malloc arena: malloc_trim shrinks
+only the main arena's free top, so a worker thread's own arena would keep its peak for good
+(measured with `benchmarks/bench_daemon.py` after a 12 MP product: 198 MB idle with per-thread
+arenas, 147 MB with one).
+
 Nothing here changes what is kept: freed buffers hold no more than glibc's own dynamic
 threshold already keeps in the heap, the daemon's memory is never swapped (no swap on the
 appliance) and core dumps are off (systemd/). Where the C library is not glibc, this does
@@ -17,12 +25,15 @@ nothing.
 from __future__ import annotations
 
 import ctypes
+import logging
 import platform
 import threading
+import time
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 # The largest mmap threshold glibc accepts on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX):
 # a 12 MP RGB frame (36 MB) still gets its own mapping and goes back to the kernel when freed.
 MMAP_THRESHOLD = 32 << 20
@@ -30,6 +41,17 @@ TRIM_THRESHOLD = 64 << 20
 
 _done: bool | None = None
 _lock = threading.Lock()
+_last_use = 0.0  # time.monotonic() of the last mark_busy()
+logger = logging.getLogger(__name__)
+
+
+def _libc() -> ctypes.CDLL | None:
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def keep_freed_buffers() -> bool:
@@ -38,15 +60,67 @@ def keep_freed_buffers() -> bool:
     with _lock:
         if _done is None:
             _done = False
-            if platform.libc_ver()[0] == "glibc":
-                try:
-                    mallopt = ctypes.CDLL("libc.so.6").mallopt
-                except (OSError, AttributeError):
-                    return False
+            mallopt = getattr(_libc(), "mallopt", None)
+            if mallopt is not None:
                 mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
                 mallopt.restype = ctypes.c_int
                 _done = bool(
                     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                     and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+                    # One arena for every thread: glibc trims only the main arena's free top,
+                    # so memory a worker thread freed would otherwise stay resident for good.
+                    and mallopt(_M_ARENA_MAX, 1)
                 )
         return _done
+
+
+def release_free_memory() -> bool:
+    """Give every freed heap page back to the kernel now (glibc's malloc_trim)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
+
+
+def mark_busy() -> None:
+    """Called at the start and end of each product: the idle clock starts from here."""
+    global _last_use
+    _last_use = time.monotonic()
+
+
+class IdleTrimmer:
+    """Releases freed memory once the pipeline has been idle for `idle_s` seconds."""
+
+    def __init__(self, idle_s: float = 15.0, interval_s: float = 5.0) -> None:
+        self.idle_s = idle_s
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._trimmed_at = -1.0  # the _last_use value the last trim followed
+
+    def check(self) -> bool:
+        """Trim if idle long enough and not yet trimmed since the last use; True if it did."""
+        used = _last_use
+        if used == self._trimmed_at or time.monotonic() - used < self.idle_s:
+            return False
+        self._trimmed_at = used
+        return release_free_memory()
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    self.check()
+                except Exception as error:  # never let housekeeping take the daemon down
+                    logger.error("memory trim failed (%s)", type(error).__name__)
+
+        self._thread = threading.Thread(target=run, name="memory-trim", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None

@@ -5,8 +5,10 @@
 
 Each start is a fresh `appliance run --demo` process on its own ports, state dir and tmpfs
 workspace, with $NOTIFY_SOCKET pointing at this script, exactly as systemd would run it. After
-READY it makes one ID photo through the API (so the steady state includes a finished product)
-and reads VmRSS and VmHWM from /proc.
+READY it makes one ID photo from a small photo through the API, then one from a 12 MP camera
+JPEG (what a studio capture is), reading VmRSS after each and VmHWM (the peak) from /proc, and
+VmRSS once more after the daemon has been idle long enough to give freed buffers back (not in
+--smoke mode).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appliance.memory import IdleTrimmer  # noqa: E402
 
 
 def _port() -> int:
@@ -45,7 +50,15 @@ def _memory(pid: int) -> dict[str, float]:
     return fields
 
 
-def one_start(work: Path) -> dict[str, float]:
+def camera_jpeg() -> bytes:
+    """The 12 MP camera-like JPEG bench_process.py times (a real portrait, enlarged)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_process import make_inputs
+
+    return make_inputs()["12mp"]
+
+
+def one_start(work: Path, smoke: bool) -> dict[str, float]:
     state = work / f"state-{uuid.uuid4().hex[:6]}"
     workspace = Path("/dev/shm") / f"appliance-bench-{uuid.uuid4().hex[:8]}"
     config = work / "bench.toml"
@@ -123,11 +136,20 @@ def one_start(work: Path) -> dict[str, float]:
         photo_id = call(f"/sessions/{session}/photos", photo, "image/png")["photo_id"]
         call(f"/sessions/{session}/photos/{photo_id}/products", b'{"spec": "icao-35x45"}')
         steady = _memory(process.pid)
+        big_id = call(f"/sessions/{session}/photos", camera_jpeg(), "image/jpeg")["photo_id"]
+        call(f"/sessions/{session}/photos/{big_id}/products", b'{"spec": "icao-35x45"}')
+        after_big = _memory(process.pid)
+        idle = {"VmRSS": 0.0}
+        if not smoke:  # the daemon gives freed buffers back after 15 s idle (checked every 5 s)
+            time.sleep(IdleTrimmer().idle_s + IdleTrimmer().interval_s + 1.0)
+            idle = _memory(process.pid)
         return {
             "cold_start_to_ready_s": round(ready_s, 2),
             "rss_at_ready_mb": at_ready.get("VmRSS", 0.0),
             "rss_after_one_product_mb": steady.get("VmRSS", 0.0),
-            "peak_rss_mb": steady.get("VmHWM", 0.0),
+            "rss_after_a_12mp_product_mb": after_big.get("VmRSS", 0.0),
+            "rss_idle_after_that_mb": idle.get("VmRSS", 0.0),
+            "peak_rss_mb": after_big.get("VmHWM", 0.0),
         }
     finally:
         process.send_signal(signal.SIGTERM)
@@ -143,7 +165,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        runs = [one_start(Path(work)) for _ in range(1 if args.smoke else args.starts)]
+        runs = [one_start(Path(work), args.smoke) for _ in range(1 if args.smoke else args.starts)]
     summary = {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
     print(", ".join(f"{key} {value}" for key, value in summary.items()))
     if args.json:

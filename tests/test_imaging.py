@@ -175,3 +175,19 @@ def test_freed_buffers_setting_is_applied_once() -> None:
 
     if platform.libc_ver()[0] == "glibc":
         assert first is True
+
+
+def test_idle_trimmer_trims_once_per_idle_period() -> None:
+    import platform
+
+    from appliance.memory import IdleTrimmer, mark_busy
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    mark_busy()
+    waiting = IdleTrimmer(idle_s=3600.0)
+    assert waiting.check() is False  # used a moment ago: not idle yet
+    trimmer = IdleTrimmer(idle_s=0.0)
+    assert trimmer.check() is glibc  # idle (threshold 0): memory given back
+    assert trimmer.check() is False  # nothing used since the last trim
+    mark_busy()
+    assert trimmer.check() is glibc

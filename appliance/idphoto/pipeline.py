@@ -34,7 +34,7 @@ from appliance.inference.detector import Face
 from appliance.inference.landmarks import MIN_PRESENCE, FaceLandmarks
 from appliance.inference.segmenter import PortraitMask
 from appliance.inference.service import InferenceService
-from appliance.memory import keep_freed_buffers
+from appliance.memory import keep_freed_buffers, mark_busy
 
 # A second face at least this wide, relative to the largest, counts as another person.
 OTHER_FACE_SHARE = 0.35
@@ -254,6 +254,13 @@ class IdPhotoPipeline:
     # --- the product ---------------------------------------------------------------------------
 
     def process(self, data: bytes, request: ProductRequest) -> Product:
+        mark_busy()
+        try:
+            return self._process(data, request)
+        finally:
+            mark_busy()
+
+    def _process(self, data: bytes, request: ProductRequest) -> Product:
         if request.portrait is not None:
             from appliance.idphoto.portrait import make_portrait
 
