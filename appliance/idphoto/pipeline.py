@@ -4,6 +4,11 @@ decode (reduced, for the models) -> one face -> landmarks + matte -> crown/chin/
 placement by the document's rules -> decode only what is kept, at the scale it is kept ->
 one warp (crop + scale + roll) -> refined matte -> new background -> the pipeline's own landmark
 pass on the result -> checks -> encode (exact pixels, DPI, size cap, no metadata) -> sheet.
+
+Two stages run beside the others on a second core (`side_work`): the matte beside the face
+search, the print sheet beside everything after the render. The report's per-stage timings are
+each stage's own time, so they add up to more than the total; "segment_wait" and "sheet_wait"
+are what the main thread still waited for them.
 """
 
 from __future__ import annotations
