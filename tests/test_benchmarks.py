@@ -56,3 +56,39 @@ def test_daemon_benchmark_smoke(tmp_path: Path) -> None:
     median = json.loads(out.read_text())["median"]
     assert median["cold_start_to_ready_s"] > 0
     assert median["rss_after_one_product_mb"] >= median["rss_at_ready_mb"] > 0
+
+
+def test_run_all_records_the_machine_and_each_result(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run_all.py"),
+            "--smoke",
+            "--only",
+            "process",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    combined = json.loads((tmp_path / "all.json").read_text())
+    machine = combined["machine"]
+    assert machine["cores_usable"] >= 1 and machine["date_utc"].endswith("Z")
+    assert machine["versions"]["ai-edge-litert"] and machine["versions"]["numpy"]
+    process = combined["results"]["process"]
+    assert {r["image"] for r in process["results"]} == {"12mp", "0.4mp"}
+    assert (tmp_path / "process.json").is_file()
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert refused.returncode == 2 and "unknown benchmark(s) nope" in refused.stderr
