@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # The Raspberry Pi OS Lite (Bookworm, arm64) SD-card image with the appliance.
 #
-#   image-build/build-pi-image.sh OUTPUT.img
+#   image-build/build-pi-image.sh OUTPUT.img [--int8-from MODELS_DIR] [--verbose]
 #
 # = build-rootfs.sh --target pi (the same mmdebstrap recipe and hooks as the CI smoke
 # build, plus the Pi's archive, kernels, firmware and hooks/pi/) + make-sd-image.sh.
+# --int8-from and --verbose are passed to build-rootfs.sh (see there): --int8-from ships
+# the int8 models `appliance models build` made in MODELS_DIR on this host.
 # Host: Debian 12 / Pi OS Bookworm, root or unshare-capable user, on arm64 or on x86_64
 # with qemu-user-static + binfmt-support (see README.md for packages and time).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-image="${1:?usage: build-pi-image.sh OUTPUT.img}"
+usage="usage: build-pi-image.sh OUTPUT.img [--int8-from MODELS_DIR] [--verbose]"
+image="${1:?$usage}"
+shift
+rootfs_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --int8-from) rootfs_args+=(--int8-from "${2:?--int8-from needs a models directory}"); shift 2 ;;
+    --verbose) rootfs_args+=(--verbose); shift ;;
+    *) echo "build-pi-image: unknown argument: $1 ($usage)" >&2; exit 2 ;;
+  esac
+done
 [ ! -e "$image" ] || { echo "build-pi-image: $image exists" >&2; exit 2; }
 
 work="$(mktemp -d "$(dirname "$(realpath -m "$image")")/.build-pi-image.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-"$here/build-rootfs.sh" --target pi --out "$work/rootfs"
+"$here/build-rootfs.sh" --target pi --out "$work/rootfs" "${rootfs_args[@]}"
 "$here/make-sd-image.sh" "$work/rootfs" "$image"
 sha256sum "$image" > "$image.sha256"
 echo "[build-pi-image] $image ($(du -h --apparent-size "$image" | cut -f1), sparse $(du -h "$image" | cut -f1))" >&2

