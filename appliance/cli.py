@@ -51,6 +51,8 @@ def _cmd_models(args: argparse.Namespace, config: Config) -> int:
             print(f"{what:<8} {directory / pinned.name}")
         print(f"all {len(outcome)} files verified (sha256) in {directory}")
         return 0
+    from appliance.inference.variants import MANIFEST_NAME, verify_int8
+
     failures = 0
     for pinned in model_files():
         try:
@@ -59,6 +61,19 @@ def _cmd_models(args: argparse.Namespace, config: Config) -> int:
         except ApplianceError as exc:
             failures += 1
             print(f"FAILED   {exc}")
+    # The int8 builds, where `appliance models build` made some: each against its manifest.
+    try:
+        int8 = verify_int8(directory)
+    except ApplianceError as exc:
+        failures += 1
+        print(f"FAILED   {exc}")
+        int8 = []
+    for file, problem in int8:
+        if problem:
+            failures += 1
+            print(f"FAILED   {directory / file}: {problem} ({MANIFEST_NAME})")
+        else:
+            print(f"ok       {directory / file} (int8, {MANIFEST_NAME})")
     return 1 if failures else 0
 
 

@@ -467,6 +467,31 @@ def test_runtime_refuses_an_int8_file_that_does_not_match_its_manifest(
     assert choice.variant == "float" and "no int8 build" in choice.reason
 
 
+def test_verify_int8_checks_every_file_against_the_manifest(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    from appliance.inference.variants import verify_int8
+
+    directory = _models_with_manifest(models_dir, tmp_path, passed=True)
+    name = int8_file_name("face_landmark")
+    assert verify_int8(directory) == [(name, "")]
+    (directory / name).write_bytes(b"altered")
+    assert verify_int8(directory) == [(name, "sha256 differs from the manifest")]
+    (directory / name).unlink()
+    assert verify_int8(directory) == [(name, "missing")]
+    manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    manifest["models"][0]["source_sha256"] = "0" * 64
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert verify_int8(directory) == [
+        (name, "built from another float model than the pinned face_landmark.tflite")
+    ]
+    manifest["models"][0]["file"] = "../elsewhere.tflite"
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert verify_int8(directory) == [("../elsewhere.tflite", "not a plain file name")]
+    (directory / MANIFEST_NAME).unlink()
+    assert verify_int8(directory) == []
+
+
 # --- the build on real models and portraits ----------------------------------------------------
 
 

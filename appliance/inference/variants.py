@@ -151,6 +151,35 @@ def read_manifest(models_dir: Path) -> dict[str, ModelBuild]:
         ) from None
 
 
+def verify_int8(models_dir: Path) -> list[tuple[str, str]]:
+    """(file, problem) for every file the build manifest lists, the runtime int8 file and the
+    integer-I/O one; the problem is "" where the file checks out: a plain file name, built
+    from the pinned float model, present, and with the sha256 the manifest records. Empty
+    when no build was made; ApplianceError for a manifest that cannot be read."""
+    results = []
+    for name, build in sorted(read_manifest(models_dir).items()):
+        pinned = get_model(name).file
+        for file, digest in (
+            (build.file, build.sha256),
+            (build.integer_io_file, build.integer_io_sha256),
+        ):
+            if not file:
+                continue
+            path = models_dir / file
+            if Path(file).name != file:
+                problem = "not a plain file name"
+            elif build.source_sha256 != pinned.sha256:
+                problem = f"built from another float model than the pinned {pinned.name}"
+            elif not path.is_file():
+                problem = "missing"
+            elif sha256_file(path) != digest:
+                problem = "sha256 differs from the manifest"
+            else:
+                problem = ""
+            results.append((file, problem))
+    return results
+
+
 @dataclass(frozen=True)
 class VariantChoice:
     """The variant a model runs, the file, and why."""
