@@ -261,6 +261,10 @@ def _cmd_bench(args: argparse.Namespace, config: Config) -> int:
             f"{max(totals):.1f} ms worst of {args.iterations}"
         )
         print("  " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stages.items()))
+    print(
+        "(each stage's own median time: segment and sheet run on a second core beside the "
+        "others, *_wait is what was left to wait for them)"
+    )
     return 0
 
 
