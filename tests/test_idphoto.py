@@ -352,3 +352,35 @@ def test_every_common_encoding_is_read(
     assert Image.open(io.BytesIO(product.digital)).size == (413, 531)
     m = measure(inference, product.digital)
     assert abs(m["roll"]) < 1.5
+
+
+def test_concurrent_products_match_one_at_a_time(
+    sample_dir: Path, pipeline: IdPhotoPipeline
+) -> None:
+    """Sessions share the pipeline and its side threads: four products at once (two photos,
+    two specs, one refused) come out exactly as they do one by one, with their own reports."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [
+        ((sample_dir / "astronaut.png").read_bytes(), "icao-35x45"),
+        ((sample_dir / "astronaut.png").read_bytes(), "us-2x2"),
+        ((sample_dir / "coffee.png").read_bytes(), "icao-35x45"),
+    ]
+    if SHARED_PORTRAITS.is_dir():
+        jobs.append(((SHARED_PORTRAITS / "hivision-test0.jpg").read_bytes(), "us-2x2"))
+
+    def one(job: tuple[bytes, str]) -> tuple[bytes, bytes | None, str] | str:
+        try:
+            product = pipeline.process(job[0], ProductRequest(spec_id=job[1]))
+        except NoFaceError as exc:
+            return str(exc)
+        return product.digital, product.sheet, product.report["spec"]
+
+    alone = [one(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        together = list(pool.map(one, jobs))
+    assert together == alone
+    assert isinstance(alone[2], str) and "no face" in alone[2]
+    assert [r[2] for r in alone if not isinstance(r, str)] == [
+        job[1] for i, job in enumerate(jobs) if i != 2
+    ]
