@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from appliance.config import Config
+from appliance.idphoto.checks import TEXTS
 from appliance.idphoto.pipeline import IdPhotoPipeline, ProductRequest
 
 
@@ -52,6 +53,9 @@ def test_every_check_is_reported_with_value_and_limit(
     for check in checks.values():
         assert check["status"] in ("pass", "warn", "fail")
         assert check["limit"] and check["message"]
+        # The English message is its template filled in; the pages translate the template.
+        assert check["text"] in TEXTS.values()
+        assert check["message"] == check["text"] % check["values"]
     # The astronaut smiles with her teeth showing: the mouth check says so.
     assert checks["mouth closed"]["status"] != "pass"
     assert checks["sharpness"]["status"] == "pass"

@@ -161,6 +161,9 @@ def test_studio_flow_in_chromium(
             expect(page.locator("#checks li").first).to_be_visible()
             expect(page.locator("#step-deliver")).to_be_visible()
             assert page.locator("#checks li.pass").count() >= 3
+            # Each check's template is filled in by the page (no placeholder left over).
+            listed = page.locator("#checks").inner_text()
+            assert "mm from chin to crown" in listed and "%(" not in listed
             page.wait_for_function(
                 "document.getElementById('result-preview').naturalWidth > 0", timeout=TIMEOUT_MS
             )

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from web_helpers import OPERATOR, OPERATOR_PIN, Harness
 
-from appliance.web.i18n import JS_MESSAGES, LANGUAGES, catalogue, negotiate, translate
+from appliance.web.i18n import (
+    CHECK_TEXTS,
+    JS_MESSAGES,
+    LANGUAGES,
+    catalogue,
+    negotiate,
+    translate,
+)
 from appliance.web.ui import BACKGROUNDS, DEFAULT_CONSENT
 
 TEMPLATES = Path(str(resources.files("appliance.web"))) / "templates"
@@ -24,6 +31,7 @@ def _message_ids() -> set[str]:
     return (
         ids
         | set(JS_MESSAGES)
+        | set(CHECK_TEXTS)
         | {DEFAULT_CONSENT, "admin", "operator"}
         | {name for _, name in BACKGROUNDS}
     )
@@ -77,3 +85,9 @@ def test_pages_follow_accept_language_and_the_switch(web: Harness) -> None:
     assert holder is not None
     messages = json.loads(holder.group(1).replace("&#34;", '"').replace("&amp;", "&"))
     assert messages["Uploading…"] == "Wird hochgeladen…"
+    # The compliance checks' messages reach the operator page's script translated, templates
+    # and all (operator.js fills in each check's values).
+    assert messages["head is %(mm)s mm from chin to crown"] == (
+        "Kopf %(mm)s mm vom Kinn bis zum Scheitel"
+    )
+    assert set(CHECK_TEXTS) <= set(messages)

@@ -7,7 +7,7 @@ pixels), so they report what the embassy will measure, not what the pipeline int
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import cv2
@@ -18,16 +18,71 @@ from appliance.idphoto.specs import DocumentSpec
 Verdict = Literal["pass", "warn", "fail"]
 
 
+# What each check says, in English, with %(name)s placeholders: the report and the API carry
+# the English message and, for the pages, the template and its values, so the operator reads
+# it in the page's language (appliance/web/i18n.py hands these to the scripts translated).
+TEXTS: dict[str, str] = {
+    "one face": "one face in the photo",
+    "faces": "%(count)s faces in the finished photo",
+    "no face": "no face found in the finished photo",
+    "head": "head is %(mm)s mm from chin to crown",
+    "eyes": "eyes are %(mm)s mm above the bottom edge",
+    "right": "face centre is %(mm)s mm right of the middle",
+    "left": "face centre is %(mm)s mm left of the middle",
+    "roll": "eye line tilted %(degrees)s degrees (corrected %(corrected)s)",
+    "facing": "facing the camera",
+    "turned": "head turned about %(degrees)s degrees: ask to face the camera",
+    "level": "head level",
+    "up": "head tilted up about %(degrees)s degrees",
+    "down": "head tilted down about %(degrees)s degrees",
+    "eyes open": "both eyes open",
+    "eyes closed": "eyes look closed or half closed",
+    "mouth closed": "mouth closed, neutral",
+    "mouth open": "mouth open or smiling",
+    "exposure": (
+        "%(highlights)s blown highlights, %(shadows)s black shadows on the face, "
+        "mean brightness %(mean)s"
+    ),
+    "sharp": "in focus",
+    "soft": "the face looks soft: check focus and movement",
+    "even": "plain, even background",
+    "uneven": "the background is not even",
+    "resolution": "%(px)s px between the eyes in the output",
+    "enlarged": (
+        "%(px)s px between the eyes in the output; enlarged from a small face, may look soft"
+    ),
+    "glasses unknown": "could not look for glasses",
+    "glasses": "glasses likely: most authorities now ask for them to be removed",
+    "no glasses": "no glasses frame seen",
+    "covered": "the photo covers the frame",
+    "extended": (
+        "%(share)s of the frame (clothing below the shoulders) was continued past the photo's "
+        "edge: check the preview, or retake from further away"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
     status: Verdict
     value: float | int | str
     limit: str
-    message: str
+    message: str  # English
+    text: str = ""  # the message's template (one of TEXTS), for translation
+    values: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def check(
+    name: str, status: Verdict, value: float | int | str, limit: str, text: str, **values: object
+) -> Check:
+    """A check whose message is TEXTS[text] filled with `values` (kept as strings)."""
+    template = TEXTS[text]
+    strings = {key: str(v) for key, v in values.items()}
+    return Check(name, status, value, limit, template % strings, template, strings)
 
 
 @dataclass(frozen=True)
@@ -70,86 +125,87 @@ def geometry_checks(m: OutputMeasure, spec: DocumentSpec, px_per_mm: float) -> l
     eye_lo, eye_hi = spec.eye_line_mm
     derived = " (derived: the authority sets none)" if spec.eye_line_derived else ""
     return [
-        Check(
+        check(
             "single face",
             "pass" if m.face_count == 1 else "fail",
             m.face_count,
             "exactly 1",
-            "one face in the photo"
-            if m.face_count == 1
-            else f"{m.face_count} faces in the finished photo",
+            "one face" if m.face_count == 1 else "faces",
+            count=m.face_count,
         ),
-        Check(
+        check(
             "head height",
             _within(head_mm, head_lo, head_hi, 0.5),
             round(head_mm, 2),
             f"{head_lo:g}-{head_hi:g} mm chin to crown",
-            f"head is {head_mm:.1f} mm from chin to crown",
+            "head",
+            mm=f"{head_mm:.1f}",
         ),
-        Check(
+        check(
             "eye line",
             _within(eye_mm, eye_lo, eye_hi, 0.5),
             round(eye_mm, 2),
             f"{eye_lo:g}-{eye_hi:g} mm from the bottom{derived}",
-            f"eyes are {eye_mm:.1f} mm above the bottom edge",
+            "eyes",
+            mm=f"{eye_mm:.1f}",
         ),
-        Check(
+        check(
             "centring",
             _graded(offset_mm, 1.0, 2.0),
             round(offset_mm, 2),
             "within 1 mm",
-            f"face centre is {abs(offset_mm):.1f} mm "
-            f"{'right' if offset_mm > 0 else 'left'} of the middle",
+            "right" if offset_mm > 0 else "left",
+            mm=f"{abs(offset_mm):.1f}",
         ),
     ]
 
 
 def pose_checks(m: OutputMeasure, corrected_roll: float) -> list[Check]:
     checks = [
-        Check(
+        check(
             "roll",
             _graded(m.roll, 1.0, 2.0),
             round(m.roll, 2),
             "level within 1 degree",
-            f"eye line tilted {abs(m.roll):.1f} degrees (corrected {corrected_roll:+.1f})",
+            "roll",
+            degrees=f"{abs(m.roll):.1f}",
+            corrected=f"{corrected_roll:+.1f}",
         ),
-        Check(
+        check(
             "yaw",
             _graded(m.yaw, 8.0, 15.0),
             round(m.yaw, 1),
             "within 8 degrees",
-            "facing the camera"
-            if abs(m.yaw) <= 8
-            else f"head turned about {abs(m.yaw):.0f} degrees: ask to face the camera",
+            "facing" if abs(m.yaw) <= 8 else "turned",
+            degrees=f"{abs(m.yaw):.0f}",
         ),
-        Check(
+        check(
             "pitch",
             _graded(m.pitch, 10.0, 20.0),
             round(m.pitch, 1),
             "within 10 degrees",
-            "head level"
-            if abs(m.pitch) <= 10
-            else f"head tilted {'up' if m.pitch > 0 else 'down'} about {abs(m.pitch):.0f} degrees",
+            "level" if abs(m.pitch) <= 10 else "up" if m.pitch > 0 else "down",
+            degrees=f"{abs(m.pitch):.0f}",
         ),
     ]
     eyes: Verdict = "pass" if m.eyes_open >= 0.18 else "warn" if m.eyes_open >= 0.12 else "fail"
     checks.append(
-        Check(
+        check(
             "eyes open",
             eyes,
             round(m.eyes_open, 3),
             "lid gap at least 0.18 of eye width",
-            "both eyes open" if eyes == "pass" else "eyes look closed or half closed",
+            "eyes open" if eyes == "pass" else "eyes closed",
         )
     )
     mouth: Verdict = "pass" if m.mouth_open <= 0.08 else "warn" if m.mouth_open <= 0.15 else "fail"
     checks.append(
-        Check(
+        check(
             "mouth closed",
             mouth,
             round(m.mouth_open, 3),
             "lip gap at most 0.08 of mouth width",
-            "mouth closed, neutral" if mouth == "pass" else "mouth open or smiling",
+            "mouth closed" if mouth == "pass" else "mouth open",
         )
     )
     return checks
@@ -197,35 +253,37 @@ def image_checks(
         spread = float(np.searchsorted(counts, 0.95 * distance.size))
     resolution = source_px_per_output_px
     return [
-        Check(
+        check(
             "exposure",
             exposure,
             round(clipped * 100, 2),
             "under 1% clipped, mean 60-225",
-            f"{highlights * 100:.1f}% blown highlights, {shadows * 100:.1f}% black shadows "
-            f"on the face, mean brightness {mean:.0f}",
+            "exposure",
+            highlights=f"{highlights * 100:.1f}%",
+            shadows=f"{shadows * 100:.1f}%",
+            mean=f"{mean:.0f}",
         ),
-        Check(
+        check(
             "sharpness",
             "pass" if sharpness >= 60 else "warn" if sharpness >= 25 else "fail",
             round(sharpness, 1),
             "at least 60 (Laplacian variance at 64 px eye distance)",
-            "in focus" if sharpness >= 60 else "the face looks soft: check focus and movement",
+            "sharp" if sharpness >= 60 else "soft",
         ),
-        Check(
+        check(
             "background",
             _graded(spread, 8.0, 24.0),
             round(spread, 1),
             "95% of background within 8 levels of the colour",
-            "plain, even background" if spread <= 8 else "the background is not even",
+            "even" if spread <= 8 else "uneven",
         ),
-        Check(
+        check(
             "resolution",
             "pass" if resolution >= 1.0 else "warn" if resolution >= 0.5 else "fail",
             round(resolution, 2),
             "at least 1 photo pixel per output pixel",
-            f"{m.eye_distance:.0f} px between the eyes in the output"
-            + ("" if resolution >= 1.0 else "; enlarged from a small face, may look soft"),
+            "resolution" if resolution >= 1.0 else "enlarged",
+            px=f"{m.eye_distance:.0f}",
         ),
     ]
 
@@ -252,34 +310,30 @@ def glasses_check(pixels: np.ndarray, landmarks_xy: np.ndarray) -> Check:
     fx, fy = int(forehead[0]), int(forehead[1])
     skin = grey[max(fy - half, 0) : fy + half, max(fx - half // 2, 0) : fx + half // 2 + 1]
     if patch.size < 9 or skin.size < 9:
-        return Check("glasses", "pass", 0.0, "hint", "could not look for glasses")
+        return check("glasses", "pass", 0.0, "hint", "glasses unknown")
     edge = float(np.abs(np.diff(patch, axis=0)).max(axis=0).mean())
     base = float(np.abs(np.diff(skin, axis=0)).max(axis=0).mean()) + 4.0
     ratio = edge / base
     likely = ratio > 3.0
-    return Check(
+    return check(
         "glasses",
         "warn" if likely else "pass",
         round(ratio, 2),
         "hint: frame edge over the nose bridge",
-        "glasses likely: most authorities now ask for them to be removed"
-        if likely
-        else "no glasses frame seen",
+        "glasses" if likely else "no glasses",
     )
 
 
 def framing_check(extended_share: float) -> Check:
     """How much of the subject (clothing) had to be continued past the photo's edge."""
     percent = extended_share * 100.0
-    return Check(
+    return check(
         "framing",
         "pass" if percent < 0.5 else "warn" if percent < 12 else "fail",
         round(percent, 1),
         "the photo covers the whole frame",
-        "the photo covers the frame"
-        if percent < 0.5
-        else f"{percent:.0f}% of the frame (clothing below the shoulders) was continued past the "
-        "photo's edge: check the preview, or retake from further away",
+        "covered" if percent < 0.5 else "extended",
+        share=f"{percent:.0f}%",
     )
 
 

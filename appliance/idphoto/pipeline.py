@@ -463,11 +463,7 @@ class IdPhotoPipeline:
         roll: float,
     ) -> list[checks_mod.Check]:
         if measured is None:
-            return [
-                checks_mod.Check(
-                    "single face", "fail", 0, "exactly 1", "no face found in the finished photo"
-                )
-            ]
+            return [checks_mod.check("single face", "fail", 0, "exactly 1", "no face")]
         measure, points = measured
         return [
             *checks_mod.geometry_checks(measure, spec, px_per_mm),

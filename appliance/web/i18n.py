@@ -13,7 +13,11 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 
+from appliance.idphoto.checks import TEXTS
+
 LANGUAGES: Mapping[str, str] = {"en": "English", "de": "Deutsch"}
+# What the compliance checks say (templates with %(name)s values), shown on the operator page.
+CHECK_TEXTS: tuple[str, ...] = tuple(TEXTS.values())
 LANG_COOKIE = "lang"
 # Texts the scripts in static/ show; the page hands them over translated (data-messages).
 JS_MESSAGES: tuple[str, ...] = (
@@ -71,7 +75,7 @@ def translate(language: str, message: str, **values: object) -> str:
 
 
 def js_messages(language: str) -> dict[str, str]:
-    return {message: translate(language, message) for message in JS_MESSAGES}
+    return {message: translate(language, message) for message in (*JS_MESSAGES, *CHECK_TEXTS)}
 
 
 def negotiate(

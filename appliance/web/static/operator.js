@@ -73,7 +73,8 @@
       const verdict = document.createElement("strong");
       verdict.textContent = t(check.status);
       const text = document.createElement("span");
-      text.textContent = " " + check.message;
+      // The template and its values when the check has them (translated), else the text.
+      text.textContent = " " + (check.text ? t(check.text, check.values) : check.message);
       item.append(verdict, text);
       list.append(item);
     }
