@@ -85,7 +85,8 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
         paths = [args.path] if args.path else AuditLog(_audit_path(config)).files()
         result = verify_chain(paths)
         if result.ok:
-            print(f"ok: {result.good_lines} lines, chain intact")
+            pruned = "; older files pruned, as the log records" if result.after_pruning else ""
+            print(f"ok: {result.good_lines} lines, chain intact{pruned}")
             return 0
         print(
             f"BROKEN at {result.broken_at}: {result.problem} "

@@ -23,6 +23,7 @@ from appliance.session.audit import (
     SESSION_STATES,
     AuditLog,
     AuditSchemaError,
+    canonical_line,
     verify_chain,
 )
 from appliance.session.state import SessionState, WipeReason
@@ -203,6 +204,43 @@ def test_missing_rotated_file_is_detected(tmp_path: Path) -> None:
     result = verify_chain(log.files())
     assert result.broken_at is not None and result.broken_at.path == files[2]
     assert result.broken_at.line == 1
+
+
+def test_oldest_files_are_pruned_and_the_log_says_so(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log", max_file_bytes=1024, max_files=3)
+    fill(log, 60)
+    files = log.files()
+    assert len(files) == 3 and files[-1] == log.path  # two rotated files and the current one
+    records = [json.loads(line) for path in files for line in lines_of(path)]
+    notes = [r for r in records if r["event"] == "audit.pruned"]
+    assert notes and all(n["actor"] == "system" and n["count"] >= 1 for n in notes)
+    # The oldest kept line chains to the anchor the latest note recorded.
+    assert records[0]["prev"] == notes[-1]["anchor"]
+    assert sum(r["event"] == "session.wiped" for r in records) < 60
+    result = log.verify()
+    assert result.ok and result.after_pruning and "pruned" in str(result)
+    assert result.good_lines == len(records)
+    # Nothing customer-related in the note: counts and a hash.
+    fields = "time event session actor outcome count lines anchor prev"
+    assert set(notes[-1]) == set(fields.split())
+
+
+def test_pruning_the_log_does_not_record_is_detected(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log", max_file_bytes=1024, max_files=4)
+    fill(log, 80)
+    files = log.files()
+    files[0].unlink()  # one more file gone, with no audit.pruned line for it
+    result = log.verify()
+    assert not result.ok and result.broken_at is not None
+    assert result.broken_at.path == files[1] and result.broken_at.line == 1
+    # A forged anchor does not help either: the note that carries it must chain too.
+    fill(log, 1)
+    kept = log.files()
+    first = lines_of(kept[0])
+    record = json.loads(first[0])
+    record["prev"] = "f" * 64
+    rewrite(kept[0], [canonical_line(record), *first[1:]])
+    assert not log.verify().ok
 
 
 def test_export_writes_only_verified_lines(log: AuditLog) -> None:

@@ -3,7 +3,10 @@
 One JSON object per line. Each line carries ``prev``: the SHA-256 (hex) of the previous line's
 exact bytes, newline included; the very first line has 64 zeros, and after rotation the new file's
 first line chains to the old file's last line. Editing, deleting, reordering or inserting a line
-therefore breaks the chain at a line :func:`verify_chain` can name. The chain has no secret key:
+therefore breaks the chain at a line :func:`verify_chain` can name. Only the newest
+``max_files`` files are kept: when older ones are deleted, an ``audit.pruned`` line records how
+many files and lines went and the hash the oldest kept line chains to, so a deletion the log
+does not record still breaks the chain. The chain has no secret key:
 it makes tampering evident, not impossible, and an edit of the newest line is only caught if it
 breaks the schema or the canonical form.
 
@@ -39,6 +42,8 @@ from appliance.statefiles import locked
 GENESIS_PREV = "0" * 64
 MAX_STRING = 64
 DEFAULT_MAX_FILE_BYTES = 1_000_000
+# Files kept, the current one included: about 20 MB on the SD card, thousands of sessions.
+DEFAULT_MAX_FILES = 20
 
 AUDIT_EVENTS = frozenset(
     {
@@ -63,6 +68,7 @@ AUDIT_EVENTS = frozenset(
         "hotfolder.refused",
         "printer.resumed",
         "staff.removed",
+        "audit.pruned",  # the oldest files went (max_files): how many, lines, the anchor hash
     }
 )
 OUTCOMES = frozenset({"ok", "failed", "refused", "partial"})
@@ -138,10 +144,13 @@ class AuditVerification:
     good_lines: int
     broken_at: AuditLocation | None
     problem: str  # empty when ok
+    # The chain starts at the anchor an audit.pruned line recorded (older files were deleted).
+    after_pruning: bool = False
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit chain ok: {self.good_lines} lines"
+            pruned = " (older files pruned, as the log records)" if self.after_pruning else ""
+            return f"audit chain ok: {self.good_lines} lines{pruned}"
         where = self.broken_at
         place = f"{where.path} line {where.line}" if where else "?"
         return f"audit chain broken at {place} after {self.good_lines} good lines: {self.problem}"
@@ -182,7 +191,7 @@ def validate_record(record: dict[str, object], events: frozenset[str] = AUDIT_EV
             _check_string(name, value, _STEP_LIST)
             if not set(str(value).split(",")) <= WIPE_STEPS:
                 raise AuditSchemaError("audit field 'failed_steps' names an unknown step")
-        elif name == "prev":
+        elif name in ("prev", "anchor"):
             _check_string(name, value, _HASH)
         elif name in INT_FIELDS:
             # bool is an int subclass; True in a count field is a bug, not a count.
@@ -229,8 +238,15 @@ def verify_chain(
     events: frozenset[str] = AUDIT_EVENTS,
     sink: Callable[[bytes], object] | None = None,
 ) -> AuditVerification:
-    """Check the chain over ``paths`` (oldest first). ``sink`` receives each good line."""
+    """Check the chain over ``paths`` (oldest first). ``sink`` receives each good line.
+
+    The first line must chain to the genesis hash, or to the anchor an ``audit.pruned`` line
+    further on recorded when the files before it were deleted; that line is itself checked
+    in its place in the chain like any other."""
     expected_prev = GENESIS_PREV
+    anchor = _pruned_anchor(paths)
+    if anchor is not None:
+        expected_prev = anchor
     good = 0
     for path in paths:
         try:
@@ -247,7 +263,38 @@ def verify_chain(
                 sink(line)
             expected_prev = line_hash(line)
             good += 1
-    return AuditVerification(True, good, None, "")
+    return AuditVerification(True, good, None, "", after_pruning=anchor is not None)
+
+
+def _pruned_anchor(paths: Sequence[Path]) -> str | None:
+    """The first line's prev, if it is not the genesis hash and an audit.pruned line in the
+    chain recorded it as its anchor; else None (and the first line must start the chain)."""
+    try:
+        first = next(iter(_read_lines(paths[0]))) if paths else b""
+        prev = json.loads(first).get("prev")
+    except (OSError, StopIteration, ValueError, AttributeError):
+        return None
+    if not isinstance(prev, str) or prev == GENESIS_PREV:
+        return None
+    for path in paths:
+        try:
+            lines = list(_read_lines(path))
+        except OSError:
+            return None
+        for line in lines:
+            if b'"audit.pruned"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if (
+                isinstance(record, dict)
+                and record.get("event") == "audit.pruned"
+                and record.get("anchor") == prev
+            ):
+                return prev
+    return None
 
 
 def _line_problem(line: bytes, expected_prev: str, events: frozenset[str]) -> str:
@@ -281,13 +328,17 @@ class AuditLog:
         path: Path,
         *,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_files: int = DEFAULT_MAX_FILES,
         clock: Callable[[], datetime] = _utc_now,
         extra_events: Iterable[str] = (),
     ) -> None:
         if max_file_bytes < 1024:
             raise ValueError(f"audit max_file_bytes must be at least 1024, got {max_file_bytes}")
+        if max_files < 2:
+            raise ValueError(f"audit max_files must be at least 2, got {max_files}")
         self.path = path.absolute()
         self.max_file_bytes = max_file_bytes
+        self.max_files = max_files
         self.events = AUDIT_EVENTS | frozenset(extra_events)
         self._clock = clock
         self._thread_lock = threading.Lock()
@@ -356,6 +407,27 @@ class AuditLog:
         line = canonical_line(record)
         if current_size and current_size + len(line) > self.max_file_bytes:
             self._rotate()
+            pruned = self._prune()
+            if pruned is not None:
+                # Said in the chain itself, before the record that caused it: how much went and
+                # the hash the oldest remaining line now chains to.
+                files, lines, anchor = pruned
+                note: dict[str, object] = {
+                    "time": record["time"],
+                    "event": "audit.pruned",
+                    "session": None,
+                    "actor": "system",
+                    "outcome": "ok",
+                    "count": files,
+                    "lines": lines,
+                    "anchor": anchor,
+                    "prev": record["prev"],
+                }
+                validate_record(note, self.events)
+                note_line = canonical_line(note)
+                self._write(note_line)
+                record["prev"] = line_hash(note_line)
+                line = canonical_line(record)
         self._write(line)
 
     def _tail(self) -> tuple[bytes | None, int]:
@@ -373,6 +445,22 @@ class AuditLog:
         rotated = [path for path in self.files() if path != self.path]
         number = int(rotated[-1].name.rsplit(".", 1)[1]) + 1 if rotated else 1
         os.rename(self.path, self.path.with_name(f"{self.path.name}.{number:06d}"))
+
+    def _prune(self) -> tuple[int, int, str] | None:
+        """Delete the oldest rotated files beyond max_files: (files, lines, anchor) or None.
+        The anchor is the hash of the last deleted line, which the oldest kept line chains to."""
+        rotated = [path for path in self.files() if path != self.path]
+        excess = len(rotated) + 1 - self.max_files
+        if excess <= 0:
+            return None
+        lines, anchor = 0, GENESIS_PREV
+        for path in rotated[:excess]:
+            content = list(_read_lines(path))
+            lines += len(content)
+            if content:
+                anchor = line_hash(content[-1])
+            path.unlink()
+        return excess, lines, anchor
 
     def _write(self, data: bytes) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
