@@ -339,7 +339,30 @@ def test_picamera2_absent(picamera2: ModuleType, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(CameraUnavailable, match="no camera 0 found"):
         Picamera2Camera(CameraConfig(backend="picamera2")).open()
     monkeypatch.setitem(sys.modules, "picamera2", None)  # not installed at all
-    with pytest.raises(CameraConfigError, match="python3-picamera2"):
+    with pytest.raises(CameraConfigError, match="picamera2 is not installed"):
+        open_camera(CameraConfig(backend="picamera2"))
+
+
+def test_picamera2_installed_but_broken_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A picamera2 whose compiled helper does not load (Debian's simplejpeg against another
+    numpy) is reported as broken, with the reason, not as missing."""
+    broken = tmp_path / "picamera2"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        "raise ImportError('numpy.core.multiarray failed to import')\n"
+    )
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(CameraConfigError) as refused:
+        open_camera(CameraConfig(backend="picamera2"))
+    text = str(refused.value)
+    assert "installed but cannot be loaded" in text and "multiarray failed" in text
+    assert f"numpy {np.__version__}" in text
+    (broken / "__init__.py").write_text("import libcamera_not_here\n")
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(CameraConfigError, match="No module named 'libcamera_not_here'"):
         open_camera(CameraConfig(backend="picamera2"))
 
 

@@ -30,10 +30,26 @@ def _picamera2_class() -> Any:
     try:
         from picamera2 import Picamera2
     except ImportError as error:
+        if isinstance(error, ModuleNotFoundError) and error.name == "picamera2":
+            raise CameraConfigError(
+                "picamera2 is not installed: on Raspberry Pi OS run `apt install "
+                "python3-picamera2` and create the venv with --system-site-packages, or set "
+                'camera.backend = "opencv" for a USB camera'
+            ) from error
+        # Installed, but it (or a compiled helper such as simplejpeg, built by Debian against
+        # Debian's numpy) does not load in this venv: say what failed instead of "missing".
+        detail = " ".join(str(error).split())[:200]
+        hint = ""
+        if "numpy" in detail.lower():
+            import numpy
+
+            hint = (
+                f"; Debian's picamera2 packages are built against Debian's numpy, this venv has "
+                f"numpy {numpy.__version__}"
+            )
         raise CameraConfigError(
-            "picamera2 is not installed: on Raspberry Pi OS run `apt install python3-picamera2` "
-            "and create the venv with --system-site-packages, or set camera.backend = "
-            '"opencv" for a USB camera'
+            f"picamera2 is installed but cannot be loaded ({detail}){hint}: reinstall "
+            'python3-picamera2, or set camera.backend = "opencv" for a USB camera'
         ) from error
     return Picamera2
 
