@@ -141,7 +141,8 @@ def one_start(work: Path, smoke: bool) -> dict[str, float]:
         after_big = _memory(process.pid)
         idle = {"VmRSS": 0.0}
         if not smoke:  # the daemon gives freed buffers back after 15 s idle (checked every 5 s)
-            time.sleep(IdleTrimmer().idle_s + IdleTrimmer().interval_s + 1.0)
+            trimmer = IdleTrimmer()
+            time.sleep(trimmer.idle_s + trimmer.interval_s + 1.0)
             idle = _memory(process.pid)
         return {
             "cold_start_to_ready_s": round(ready_s, 2),

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from appliance.idphoto.specs import DocumentSpec
+from appliance.imaging.matte import solid
 
 Verdict = Literal["pass", "warn", "fail"]
 
@@ -245,8 +246,7 @@ def image_checks(
     sample = np.ascontiguousarray(pixels[::2, ::2])
     back = alpha[::2, ::2] < 0.05
     height, width = back.shape
-    solid = np.tile(np.asarray(background, np.uint8), width * height).reshape(sample.shape)
-    distance = _channel_max(cv2.absdiff(sample, solid))[back.ravel()]
+    distance = _channel_max(cv2.absdiff(sample, solid(height, width, background)))[back.ravel()]
     spread = 0.0
     if distance.size:  # the 95th percentile, by counting (the distances are 0-255)
         counts = np.cumsum(np.bincount(distance, minlength=256))

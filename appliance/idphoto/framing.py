@@ -16,7 +16,13 @@ import numpy as np
 
 from appliance.errors import SubjectCutError
 from appliance.idphoto.specs import DocumentSpec
-from appliance.imaging.geometry import Point, apply_affine, invert_affine, rotation_about
+from appliance.imaging.geometry import (
+    Point,
+    apply_affine,
+    inside_mask,
+    invert_affine,
+    rotation_about,
+)
 from appliance.inference.landmarks import FaceLandmarks
 from appliance.inference.segmenter import PortraitMask, PortraitSegmenter, refine_radius
 
@@ -91,17 +97,7 @@ def measure_head(
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    inside = (
-        cv2.warpAffine(
-            np.full(pixels.shape[:2], 255, np.uint8),
-            to_strip,
-            (x1 - x0, strip_h),
-            flags=cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        > 0
-    )
+    inside = inside_mask(pixels.shape, to_strip, (x1 - x0, strip_h))
     alpha = segmenter.refine(mask, guide, to_strip)
     band = slice(round(centre - CROWN_BAND_U * g) - x0, round(centre + CROWN_BAND_U * g) + 1 - x0)
     person = (alpha[:, band] >= 0.5).mean(axis=1)

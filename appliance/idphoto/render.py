@@ -16,7 +16,13 @@ import numpy as np
 
 from appliance.errors import SubjectCutError
 from appliance.idphoto.checks import OutputMeasure
-from appliance.imaging.geometry import Point, apply_affine, compose_affine, invert_affine
+from appliance.imaging.geometry import (
+    Point,
+    apply_affine,
+    compose_affine,
+    inside_mask,
+    invert_affine,
+)
 from appliance.imaging.matte import replace_background, tighten
 from appliance.inference.detector import Face
 from appliance.inference.landmarks import MIN_PRESENCE
@@ -56,17 +62,7 @@ def render(
         flags=cv2.INTER_CUBIC if enlarge else cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    inside = (
-        cv2.warpAffine(
-            np.full(kept.shape[:2], 255, np.uint8),
-            kept_to_raster,
-            size,
-            flags=cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        > 0
-    )
+    inside = inside_mask(kept.shape, kept_to_raster, size)
     alpha = tighten(inference.segmenter.refine(mask, pixels, view_to_raster))
     # The photo must show the neck and the top of the shoulders (a third of a head below the
     # chin); below that, clothing the frame needs past the photo's edge is continued from it.

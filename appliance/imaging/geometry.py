@@ -95,6 +95,24 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return pts @ matrix[:, :2].T + matrix[:, 2]
 
 
+def inside_mask(
+    source_shape: tuple[int, ...], affine: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Which pixels of a (width, height) raster the 2x3 `affine` fills from inside a source of
+    `source_shape` (True) rather than from beyond its edge."""
+    return np.asarray(
+        cv2.warpAffine(
+            np.full(source_shape[:2], 255, np.uint8),
+            affine,
+            size,
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        > 0
+    )
+
+
 def resize_for_model(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Scale pixels to a model's (width, height) input: Gaussian pyramid halvings while the
     shrink is over 2x, then one bilinear step. That averages every source pixel like area
