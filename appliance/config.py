@@ -109,6 +109,8 @@ class WebConfig(_Section):
     bind: str = "0.0.0.0"  # noqa: S104 - the tablet reaches it over the studio LAN
     port: int = Field(default=8443, ge=1, le=65535)
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # Every staff login needs a TOTP code (or a recovery code); staff without one enrol first.
+    require_mfa: bool = False
 
 
 class ProductConfig(_Section):

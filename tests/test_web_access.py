@@ -29,6 +29,7 @@ from appliance.web.services import WebServices
 PUBLIC = {
     "static",
     "auth.login",
+    "auth.login_code",  # the login's second step: the cookie a right password set is its key
     "auth.setup",
     "public.healthz",
     "public.ca_crt",
@@ -287,7 +288,9 @@ def test_login_cookie_is_secure_httponly_strict(web: Harness) -> None:
 
 def test_pages_have_no_inline_script_or_style(web: Harness) -> None:
     client = web.login(ADMIN, ADMIN_PASSWORD)
-    for url in ("/", "/kiosk", "/admin/", "/admin/users", "/admin/tokens", "/admin/defaults"):
+    pages = ("/", "/kiosk", "/account/", "/admin/", "/admin/users", "/admin/tokens")
+    pages += ("/admin/defaults",)
+    for url in pages:
         html = client.get(url).get_data(as_text=True)
         assert "<script>" not in html and "style=" not in html and " on" + "click" not in html
         assert "<script src=" in html

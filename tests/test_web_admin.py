@@ -19,7 +19,13 @@ def _admin(web: Harness) -> tuple[FlaskClient, str]:
 def test_api_tokens_are_shown_once_and_can_be_revoked(web: Harness) -> None:
     client, csrf = _admin(web)
     page = client.post(
-        "/admin/tokens", data={"name": "lab script", "role": "operator", "csrf_token": csrf}
+        "/admin/tokens",
+        data={
+            "name": "lab script",
+            "role": "operator",
+            "password": ADMIN_PASSWORD,  # minting a token re-asks it (MFA: tests/test_web_mfa)
+            "csrf_token": csrf,
+        },
     )
     assert page.status_code == 201
     found = re.search(r'id="new-token"[^>]*>(stk_[^<]+)<', page.get_data(as_text=True))

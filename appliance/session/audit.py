@@ -69,6 +69,11 @@ AUDIT_EVENTS = frozenset(
         "printer.resumed",
         "staff.removed",
         "audit.pruned",  # the oldest files went (max_files): how many, lines, the anchor hash
+        "mfa.enrolled",  # a staff member set up (or replaced) their second factor
+        "mfa.disabled",  # ... switched it off themselves (password + code)
+        "mfa.reset",  # ... an admin (or `appliance mfa-reset`) removed someone's
+        "mfa.recovery_used",  # a recovery code replaced the authenticator at login
+        "mfa.recovery_renewed",
     }
 )
 OUTCOMES = frozenset({"ok", "failed", "refused", "partial"})
@@ -88,6 +93,8 @@ REASONS = frozenset(
         "unknown_token",
         "bad_credentials",
         "rate_limited",
+        "bad_code",  # a wrong second-factor code
+        "replayed_code",  # a code of a time step that was already used
     }
 )
 SESSION_STATES = frozenset(

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from appliance.idphoto.specs import get_spec, list_specs
 from appliance.web.api import status_json
+from appliance.web.auth import recheck
 from appliance.web.context import Defaults, web_context
 from appliance.web.security import identity, requires
 from appliance.web.services import DeviceUnavailableError
@@ -26,6 +27,12 @@ from appliance.web.users import CredentialError
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_LINES_SHOWN = 200
+
+
+@bp.context_processor
+def _admins_without_mfa() -> dict[str, Any]:
+    """Every admin page warns while an admin can still log in with a password alone."""
+    return {"admins_without_mfa": web_context().mfa.without_mfa("admin")}
 
 
 def _page(template: str, code: int = 200, **values: Any) -> tuple[str, int]:
@@ -58,7 +65,10 @@ def resume_printer() -> Response:
 
 
 def _users_page(code: int = 200, **values: Any) -> tuple[str, int]:
-    return _page("admin/users.html", code, users=web_context().services.users.users(), **values)
+    context = web_context()
+    users = context.services.users.users()
+    enrolled = {user.username for user in users if context.mfa.enrolled(user.username)}
+    return _page("admin/users.html", code, users=users, enrolled=enrolled, **values)
 
 
 @bp.route("/users")
@@ -111,11 +121,33 @@ def remove_user(username: str) -> Response | tuple[str, int]:
     return redirect(url_for(".users"))
 
 
+@bp.route("/users/<username>/mfa-reset", methods=["POST"])
+@requires("admin", sudo=True)
+def reset_mfa(username: str) -> Response | tuple[str, int]:
+    """For a staff member who lost their phone and their recovery codes."""
+    context = web_context()
+    if username == identity().username:
+        return _users_page(400, mfa_error="self")
+    if context.services.users.user(username) is None:
+        return _users_page(404, mfa_error="unknown")
+    if context.mfa.remove(username):
+        context.logins.drop_user(username)
+        context.services.audit.record("mfa.reset", actor=identity().actor)
+    return redirect(url_for(".users"))
+
+
 # --- API tokens ----------------------------------------------------------------------------
 
 
 def _tokens_page(code: int = 200, **values: Any) -> tuple[str, int]:
-    return _page("admin/tokens.html", code, tokens=web_context().services.users.tokens(), **values)
+    context = web_context()
+    return _page(
+        "admin/tokens.html",
+        code,
+        tokens=context.services.users.tokens(),
+        needs_code=context.mfa.enrolled(identity().username or ""),
+        **values,
+    )
 
 
 @bp.route("/tokens")
@@ -127,7 +159,12 @@ def tokens() -> tuple[str, int]:
 @bp.route("/tokens", methods=["POST"])
 @requires("admin", sudo=True)
 def create_token() -> tuple[str, int]:
+    """A token is a standing credential: minting one needs the password and code again."""
     context = web_context()
+    username = identity().username or ""
+    refusal = recheck(username, request.form.get("password", ""), request.form.get("code", ""))
+    if refusal is not None:
+        return _tokens_page(refusal.status, refusal=refusal)
     try:
         record, token = context.services.users.create_token(
             request.form.get("role", "operator"), request.form.get("name", "")

@@ -1,20 +1,28 @@
-"""Login, logout, first-boot setup (with the one-time code) and the sudo re-check.
+"""Login (password, then the code for those with a second factor), logout, first-boot setup
+(with the one-time code), the sudo re-check and the password-and-code re-check.
 
-Audit: successful logins, lockouts and failed passwords of *existing* users are recorded with
-the username as actor; attempts on unknown usernames are not (guessing must not be able to flood
-the log), and client addresses never are (invariant 4).
+Audit: successful logins, lockouts and failed passwords or codes of *existing* users are
+recorded with the username as actor; attempts on unknown usernames are not (guessing must not be
+able to flood the log), and client addresses never are (invariant 4). Password and code count
+against the same limiter keys (:func:`login_keys`), and a right password does not clear them
+while the code is still due: guessing codes cannot restart its count by retyping the password.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from appliance.web.challenges import SecondFactorDue
 from appliance.web.context import WebContext, web_context
 from appliance.web.logins import Login
 from appliance.web.security import (
     LOGIN_COOKIE,
     PRE_COOKIE,
+    SECOND_FACTOR_COOKIE,
+    during_enrolment,
     identity,
     public,
     safe_next,
@@ -29,19 +37,32 @@ def _client_key() -> str:
     return f"client:{request.remote_addr or 'unknown'}"
 
 
+def login_keys(username: str) -> list[str]:
+    """The limiter keys a staff member's password and code attempts count against."""
+    return [f"user:{username}", _client_key()]
+
+
 def _page(template: str, code: int = 200, **values: object) -> tuple[str, int]:
     return render_template(template, **values), code
 
 
 def _start_login(context: WebContext, user: StaffUser, target: str) -> Response:
+    # Without a second factor where one is required, the login reaches only the enrolment.
+    must_enrol = context.settings.require_mfa and not context.mfa.enrolled(user.username)
     # Typing the password just now counts for the sudo window too.
     login = context.logins.create(
-        user.username, user.role, sudo_s=context.settings.sudo_minutes * 60.0
+        user.username,
+        user.role,
+        sudo_s=context.settings.sudo_minutes * 60.0,
+        must_enrol=must_enrol,
     )
     context.services.audit.record("staff.login", actor=f"staff:{user.username}")
-    response = redirect(safe_next(target))
+    response = redirect(url_for("account.page") if must_enrol else safe_next(target))
     set_cookie(response, LOGIN_COOKIE, login.login_id)
     response.delete_cookie(PRE_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+    response.delete_cookie(
+        SECOND_FACTOR_COOKIE, path="/", secure=True, httponly=True, samesite="Strict"
+    )
     return response
 
 
@@ -63,7 +84,7 @@ def login() -> Response | tuple[str, int]:
         return _page("login.html", next=safe_next(target))
     username = request.form.get("username", "").strip().lower()[:64]
     secret = request.form.get("password", "")
-    keys = [f"user:{username}", _client_key()]
+    keys = login_keys(username)
     wait = context.limiter.retry_after(keys)
     if wait > 0:
         return _locked_out("login.html", wait, next=safe_next(target))
@@ -74,8 +95,86 @@ def login() -> Response | tuple[str, int]:
         if lockout:
             return _locked_out("login.html", lockout, next=safe_next(target))
         return _page("login.html", 401, error="wrong", next=safe_next(target))
+    if context.mfa.enrolled(user.username):
+        # Not limiter.success yet: the failures count on until the code is right too.
+        due = SecondFactorDue(user.username, user.role, safe_next(target))
+        response = redirect(url_for("auth.login_code"))
+        set_cookie(response, SECOND_FACTOR_COOKIE, context.second_factor_due.put(due))
+        return response
     context.limiter.success(keys)
     return _start_login(context, user, target)
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@public  # the second half of the login: the cookie from a right password is its credential
+def login_code() -> Response | tuple[str, int]:
+    context = web_context()
+    due_id = request.cookies.get(SECOND_FACTOR_COOKIE)
+    due = context.second_factor_due.get(due_id)
+    if due is None:
+        return redirect(url_for("auth.login"))
+    if request.method == "GET":
+        return _page("login_code.html")
+    keys = login_keys(due.username)
+    wait = context.limiter.retry_after(keys)
+    if wait > 0:
+        return _locked_out("login_code.html", wait)
+    result = context.mfa.check(due.username, request.form.get("code", ""))
+    if result in ("wrong", "replayed"):
+        lockout = context.limiter.failure(keys)
+        reason = "replayed_code" if result == "replayed" else "bad_code"
+        _audit_refusal(context, due.username, "rate_limited" if lockout else reason)
+        if lockout:
+            context.second_factor_due.pop(due_id)  # after the lockout: the password again
+            return _locked_out("login_code.html", lockout)
+        return _page("login_code.html", 401, error=result)
+    context.second_factor_due.pop(due_id)
+    context.limiter.success(keys)
+    if result == "recovery":
+        context.services.audit.record("mfa.recovery_used", actor=f"staff:{due.username}")
+    user = context.services.users.user(due.username)
+    if user is None:  # removed meanwhile
+        return redirect(url_for("auth.login"))
+    return _start_login(context, user, due.target)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a re-check failed: the page shows ``error`` with HTTP ``status``."""
+
+    error: str  # wrong_password | wrong_code | replayed | locked
+    status: int
+    wait_s: int = 0
+
+
+def recheck(username: str, password: str, code: str) -> Refusal | None:
+    """The password again and, for an enrolled user, a fresh code: asked before an API token
+    is made or a second factor changes. Counts against the login's own lockout."""
+    context = web_context()
+    keys = login_keys(username)
+    wait = context.limiter.retry_after(keys)
+    if wait > 0:
+        return Refusal("locked", 429, int(wait) + 1)
+    error = ""
+    if context.services.users.verify_login(username, password) is None:
+        error = "wrong_password"
+    elif context.mfa.enrolled(username):
+        result = context.mfa.check(username, code)
+        if result == "recovery":
+            context.services.audit.record("mfa.recovery_used", actor=f"staff:{username}")
+        elif result != "totp":
+            error = "replayed" if result == "replayed" else "wrong_code"
+    if not error:
+        context.limiter.success(keys)
+        return None
+    lockout = context.limiter.failure(keys)
+    reason = {"wrong_password": "bad_credentials", "replayed": "replayed_code"}.get(
+        error, "bad_code"
+    )
+    _audit_refusal(context, username, "rate_limited" if lockout else reason)
+    if lockout:
+        return Refusal("locked", 429, int(lockout) + 1)
+    return Refusal(error, 401)
 
 
 def _locked_out(template: str, seconds: float, **values: object) -> Response:
@@ -86,6 +185,7 @@ def _locked_out(template: str, seconds: float, **values: object) -> Response:
 
 
 @bp.route("/logout", methods=["POST"])
+@during_enrolment
 def logout() -> Response:
     context = web_context()
     who = identity()
@@ -137,7 +237,7 @@ def sudo() -> Response | tuple[str, int]:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
         return _page("sudo.html", next=target)
-    keys = [f"user:{who.username}", _client_key()]
+    keys = login_keys(who.username)
     wait = context.limiter.retry_after(keys)
     if wait > 0:
         return _locked_out("sudo.html", wait, next=target)

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.statefiles import write_private
 from appliance.studio import Desk
+from appliance.web.challenges import ENROLMENT_S, SECOND_FACTOR_S, Expiring, SecondFactorDue
 from appliance.web.logins import LoginLimiter, LoginSessions
+from appliance.web.mfa import StaffMfa
 from appliance.web.services import WebServices
 from appliance.web.settings import WebSettings
 
@@ -59,6 +61,13 @@ class WebContext:
     logins: LoginSessions
     limiter: LoginLimiter
     defaults: DefaultsStore
+    mfa: StaffMfa
+    # Passwords that were right, waiting for the code (keyed by the __Host-studio-2fa cookie).
+    second_factor_due: Expiring[SecondFactorDue] = field(
+        default_factory=lambda: Expiring(SECOND_FACTOR_S)
+    )
+    # TOTP secrets shown as a QR code, not yet confirmed with a code (keyed by login id).
+    enrolment_drafts: Expiring[str] = field(default_factory=lambda: Expiring(ENROLMENT_S))
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 

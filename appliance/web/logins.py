@@ -32,6 +32,9 @@ class Login:
     created: float
     last_seen: float
     sudo_until: float
+    # Set when [web] require_mfa sends a user without a second factor to enrol first: such a
+    # login reaches only the account page (security.enforce_access).
+    must_enrol: bool = False
 
 
 class LoginSessions:
@@ -43,7 +46,9 @@ class LoginSessions:
         self._lock = threading.Lock()
         self._logins: OrderedDict[str, Login] = OrderedDict()
 
-    def create(self, username: str, role: str, *, sudo_s: float = 0.0) -> Login:
+    def create(
+        self, username: str, role: str, *, sudo_s: float = 0.0, must_enrol: bool = False
+    ) -> Login:
         now = self._clock()
         login = Login(
             secrets.token_urlsafe(32),
@@ -53,6 +58,7 @@ class LoginSessions:
             now,
             now,
             now + sudo_s,
+            must_enrol,
         )
         with self._lock:
             self._logins[login.login_id] = login
@@ -90,6 +96,11 @@ class LoginSessions:
     def grant_sudo(self, login: Login, seconds: float) -> None:
         with self._lock:
             login.sudo_until = self._clock() + seconds
+
+    def enrolled(self, login: Login) -> None:
+        """The login's user has a second factor now: lift the enrol-first restriction."""
+        with self._lock:
+            login.must_enrol = False
 
     def has_sudo(self, login: Login) -> bool:
         return self._clock() < login.sudo_until

@@ -26,6 +26,7 @@ from appliance.web.logins import Login
 
 LOGIN_COOKIE = "__Host-studio-login"
 PRE_COOKIE = "__Host-studio-pre"
+SECOND_FACTOR_COOKIE = "__Host-studio-2fa"  # a right password, waiting for the code
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 BACKGROUND_HEADER = "X-Background"  # polls that must not count as activity
@@ -58,6 +59,10 @@ class SudoRequired(Forbidden):
     description = "This admin action needs your password again."
 
 
+class EnrolmentRequired(Forbidden):
+    description = "Set up two-step login on your account page first."
+
+
 class LoginRequired(Unauthorized):
     description = "Log in, or send an API token (Authorization: Bearer ...)."
 
@@ -77,6 +82,12 @@ class Identity:
 def public(view: View) -> View:
     """Mark a view reachable without a login (keep this list short: invariant 6)."""
     view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def during_enrolment(view: View) -> View:
+    """Mark a view a login that must enrol first (``[web] require_mfa``) may reach."""
+    view.during_enrolment = True  # type: ignore[attr-defined]
     return view
 
 
@@ -200,6 +211,11 @@ def enforce_access() -> Response | None:
     found = current_identity()
     if found is None:
         return _refuse_anonymous()
+    login = found.login
+    if login is not None and login.must_enrol and not getattr(view, "during_enrolment", False):
+        if wants_json():
+            raise EnrolmentRequired()
+        return redirect(url_for("account.page"))
     role = getattr(view, "required_role", "operator")
     if not found.at_least(role):
         raise Forbidden("Your role may not do this: ask an admin.")

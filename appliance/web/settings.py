@@ -34,6 +34,8 @@ class WebSettings(BaseModel):
     kiosk_countdown_s: int = Field(default=3, ge=0, le=10)
     # Worker threads of the HTTPS server (each open MJPEG preview holds one).
     server_threads: int = Field(default=12, ge=4, le=64)
+    # Every staff member needs a second factor (TOTP); without it, those who enrolled need it.
+    require_mfa: bool = False
 
     @property
     def max_upload_bytes(self) -> int:

@@ -249,6 +249,25 @@ class UserStore:
             _check_secret(found["role"], secret)
             found["hash"] = hash_secret(secret)
 
+    # --- per-user extensions (the second factor keeps its record here: appliance.web.mfa) ----
+
+    def user_record(self, username: str) -> dict[str, Any] | None:
+        """A copy of one user's stored record (hashes included), or None."""
+        found = self._snapshot()["users"].get(username)
+        return None if found is None else dict(found)
+
+    def user_records(self) -> dict[str, dict[str, Any]]:
+        return dict(self._snapshot()["users"])
+
+    @contextlib.contextmanager
+    def changing_user(self, username: str) -> Iterator[dict[str, Any]]:
+        """One user's stored record to change in place, written back atomically under the lock."""
+        with self._changing() as data:
+            found = data["users"].get(username)
+            if found is None:
+                raise CredentialError(f"there is no user {username}")
+            yield found
+
     def remove_user(self, username: str) -> None:
         with self._changing() as data:
             found = data["users"].get(username)
