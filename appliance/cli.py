@@ -350,12 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--id", help="revoke: the token id from `appliance token list`")
     token.set_defaults(handler=cli_state.cmd_token)
 
+    mfa_reset = sub.add_parser(
+        "mfa-reset", help="remove a staff member's two-step login (lost phone and codes)"
+    )
+    mfa_reset.add_argument("username")
+    mfa_reset.set_defaults(handler=cli_state.cmd_mfa_reset)
+
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit.add_argument("action", choices=("verify", "export"))
     audit.add_argument("path", type=Path, nargs="?", help="verify: one log file")
     audit.set_defaults(handler=cli_state.cmd_audit)
 
-    for stateful in (run, firstboot, code, token, audit):
+    for stateful in (run, firstboot, code, token, mfa_reset, audit):
         stateful.add_argument(
             "--state-dir",
             type=Path,

@@ -1,5 +1,6 @@
 """The `appliance` commands that run the daemon or touch its persistent state: run,
-firstboot, setup-code, token and audit. Each takes `--state-dir` (see `appliance.cli`)."""
+firstboot, setup-code, token, mfa-reset and audit. Each takes `--state-dir` (see
+`appliance.cli`)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,23 @@ def cmd_token(args: argparse.Namespace, config: Config) -> int:
     if not revoke_token(state, args.id):
         raise ApplianceError(f"no token with id {args.id} (see `appliance token list`)")
     print(f"revoked {args.id}")
+    return 0
+
+
+def cmd_mfa_reset(args: argparse.Namespace, config: Config) -> int:
+    """The way back in for the last admin: whoever has a shell on the device may reset."""
+    from appliance.session.audit import AuditLog
+    from appliance.web.mfa import StaffMfa
+    from appliance.web.users import UserStore
+
+    users = UserStore(config.state_dir)
+    if users.user(args.username) is None:
+        raise ApplianceError(f"there is no staff member {args.username!r}")
+    if not StaffMfa(users).remove(args.username):
+        print(f"{args.username} has no two-step login; nothing to reset")
+        return 0
+    AuditLog(_audit_path(config)).record("mfa.reset", actor="system")
+    print(f"two-step login of {args.username} removed: they log in with the password now")
     return 0
 
 

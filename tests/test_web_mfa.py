@@ -421,3 +421,21 @@ def test_require_mfa_is_validated_with_its_key_path(value: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(f"[web]\nrequire_mfa = {value}\n"))
     assert info.value.issues[0].path == "web.require_mfa"
+
+
+def test_the_cli_resets_the_last_admin(
+    web: Harness, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    admin = web.login(ADMIN, ADMIN_PASSWORD, web.new_client())
+    enrol(web, admin, ADMIN_PASSWORD, clock.now)
+    state = ["--state-dir", str(web.state_dir)]
+    assert main(["mfa-reset", ADMIN, *state]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert not web.app.extensions["appliance"].mfa.enrolled(ADMIN)
+    assert main(["mfa-reset", ADMIN, *state]) == 0
+    assert "nothing to reset" in capsys.readouterr().out
+    assert main(["mfa-reset", "ghost", *state]) != 0
+    reset = [e for e in web.audit_events() if e["event"] == "mfa.reset"]
+    assert [e["actor"] for e in reset] == ["system"]
