@@ -30,6 +30,8 @@ PUBLIC = {
     "static",
     "auth.login",
     "auth.login_code",  # the login's second step: the cookie a right password set is its key
+    "passkeys.login_options",  # a passkey login: a challenge, then the signed answer
+    "passkeys.login",
     "auth.setup",
     "public.healthz",
     "public.ca_crt",

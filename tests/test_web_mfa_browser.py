@@ -221,3 +221,100 @@ def test_two_step_login_in_chromium(
     assert len(list(output_dir.glob("*.png"))) == 9
     events = [e["event"] for e in harness.audit_events()]
     assert {"mfa.enrolled", "mfa.recovery_used", "mfa.recovery_renewed", "mfa.reset"} <= set(events)
+
+
+def test_passkey_on_the_tablet_in_chromium(
+    live: tuple[WebServer, Harness, Clock], output_dir: Path
+) -> None:
+    """Chromium's virtual authenticator (DevTools WebAuthn domain) stands in for the tablet's
+    platform authenticator: resident key, user verification, a real signature counter."""
+    from cryptography import x509
+    from playwright.sync_api import expect, sync_playwright
+
+    server, harness, _ = live
+    state = harness.services.config.state_dir
+    chain = x509.load_pem_x509_certificates(tls_files(state).server_cert.read_bytes())
+    base = f"https://localhost:{server.https_port}"
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_sha256(chain[0])}"],
+        )
+        try:
+            tablet = browser.new_context(
+                ignore_https_errors=False, viewport={"width": 1000, "height": 900}
+            )
+            tablet.set_default_timeout(TIMEOUT_MS)
+            page = tablet.new_page()
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on(
+                "response",
+                lambda r: (
+                    problems.append(f"{r.status} {r.url}")
+                    if r.status >= 400 and urlsplit(r.url).path != "/login/passkey"
+                    else None
+                ),
+            )
+            devtools = tablet.new_cdp_session(page)
+            devtools.send("WebAuthn.enable")
+            authenticator = devtools.send(
+                "WebAuthn.addVirtualAuthenticator",
+                {
+                    "options": {
+                        "protocol": "ctap2",
+                        "transport": "internal",
+                        "hasResidentKey": True,
+                        "hasUserVerification": True,
+                        "isUserVerified": True,
+                        "automaticPresenceSimulation": True,
+                    }
+                },
+            )["authenticatorId"]
+
+            page.goto(base + "/login")
+            expect(page.locator("#passkey-login-button")).to_be_visible()
+            page.fill("input[name=username]", OPERATOR)
+            page.fill("input[name=password]", OPERATOR_PIN)
+            page.click("main form button[type=submit]")
+            expect(page).to_have_url(base + "/")
+            page.goto(base + "/account/")
+            page.fill("#passkey-name", "Front desk tablet")
+            page.fill("#passkey-password", OPERATOR_PIN)
+            page.click("#passkey-add-button")
+            expect(page.locator(".passkey-name")).to_have_text("Front desk tablet")
+            shot_path = output_dir / "10-account-passkey.png"
+            page.screenshot(path=str(shot_path), full_page=True)
+            [stored] = harness.users.user_record(OPERATOR)["passkeys"]  # type: ignore[index]
+            assert stored["rp_id"] == "localhost" and stored["name"] == "Front desk tablet"
+            page.click("header form button")  # log out
+            expect(page).to_have_url(base + "/login")
+            page.screenshot(path=str(output_dir / "11-login-passkey.png"), full_page=True)
+
+            # No username, no password: the tablet's passkey (with its screen lock) logs in.
+            page.click("#passkey-login-button")
+            expect(page).to_have_url(base + "/")
+            [used] = harness.users.user_record(OPERATOR)["passkeys"]  # type: ignore[index]
+            assert used["sign_count"] > stored["sign_count"]  # the counter moved on
+
+            # Removed on the account page: the tablet still holds the key, the appliance no more.
+            page.goto(base + "/account/")
+            page.fill("#passkey-remove-1-password", OPERATOR_PIN)
+            page.click("form.passkey button[type=submit]")
+            expect(page.locator(".passkey-name")).to_have_count(0)
+            page.click("header form button")
+            page.click("#passkey-login-button")
+            expect(page.locator("#passkey-message")).to_have_text("The passkey was not accepted.")
+            expect(page).to_have_url(base + "/login")
+            page.screenshot(path=str(output_dir / "12-login-passkey-refused.png"), full_page=True)
+            credentials = devtools.send(
+                "WebAuthn.getCredentials", {"authenticatorId": authenticator}
+            )["credentials"]
+            assert len(credentials) == 1  # it was the appliance that forgot it
+        finally:
+            browser.close()
+    assert not problems, problems
+    events = [e["event"] for e in harness.audit_events()]
+    assert events.count("passkey.added") == 1 and events.count("passkey.removed") == 1
+    assert events.count("staff.login") == 2

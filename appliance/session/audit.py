@@ -74,6 +74,8 @@ AUDIT_EVENTS = frozenset(
         "mfa.reset",  # ... an admin (or `appliance mfa-reset`) removed someone's
         "mfa.recovery_used",  # a recovery code replaced the authenticator at login
         "mfa.recovery_renewed",
+        "passkey.added",
+        "passkey.removed",
     }
 )
 OUTCOMES = frozenset({"ok", "failed", "refused", "partial"})

@@ -27,6 +27,8 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 
 ISSUER = "Studio"
 FEW_RECOVERY_CODES = 3
+# Refusals the passkey removal sends back here (a redirect, so as a query value).
+PASSKEY_REFUSALS = ("wrong_password", "wrong_code", "replayed", "locked")
 
 
 def _may_disable(role: str) -> bool:
@@ -40,6 +42,9 @@ def _page(code: int = 200, refusal: Refusal | None = None, **values: Any) -> tup
     assert who.username is not None and who.login is not None
     status = context.mfa.status(who.username)
     since = time.strftime("%Y-%m-%d", time.gmtime(status.since)) if status.since else ""
+    passkey_error = request.args.get("passkey_error")
+    if refusal is None and passkey_error in PASSKEY_REFUSALS:
+        refusal = Refusal(passkey_error, 400)
     html = render_template(
         "account.html",
         status=status,
@@ -47,6 +52,7 @@ def _page(code: int = 200, refusal: Refusal | None = None, **values: Any) -> tup
         few_left=status.enrolled and status.recovery_left <= FEW_RECOVERY_CODES,
         may_disable=status.enrolled and _may_disable(who.role),
         must_enrol=who.login.must_enrol,
+        passkeys=context.passkeys.passkeys(who.username),
         refusal=refusal,
         **values,
     )

@@ -67,7 +67,11 @@ def resume_printer() -> Response:
 def _users_page(code: int = 200, **values: Any) -> tuple[str, int]:
     context = web_context()
     users = context.services.users.users()
-    enrolled = {user.username for user in users if context.mfa.enrolled(user.username)}
+    enrolled = {
+        user.username
+        for user in users
+        if context.mfa.enrolled(user.username) or context.passkeys.passkeys(user.username)
+    }
     return _page("admin/users.html", code, users=users, enrolled=enrolled, **values)
 
 
@@ -130,7 +134,10 @@ def reset_mfa(username: str) -> Response | tuple[str, int]:
         return _users_page(400, mfa_error="self")
     if context.services.users.user(username) is None:
         return _users_page(404, mfa_error="unknown")
-    if context.mfa.remove(username):
+    # A lost phone or a stolen tablet: the TOTP factor and the passkeys go together.
+    removed = context.mfa.remove(username)
+    removed = context.passkeys.remove_all(username) > 0 or removed
+    if removed:
         context.logins.drop_user(username)
         context.services.audit.record("mfa.reset", actor=identity().actor)
     return redirect(url_for(".users"))

@@ -18,11 +18,22 @@ from typing import IO, Any, cast
 from flask import Flask, Request, Response, g, request
 from werkzeug.formparser import FormDataParser
 
-from appliance.web import account, admin, api, auth, problems, public, security, ui
+from appliance.web import (
+    account,
+    admin,
+    api,
+    auth,
+    passkey_routes,
+    problems,
+    public,
+    security,
+    ui,
+)
 from appliance.web.context import Defaults, DefaultsStore, WebContext
 from appliance.web.i18n import LANG_COOKIE, LANGUAGES, js_messages, negotiate, translate
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.mfa import StaffMfa
+from appliance.web.passkeys import PasskeyStore
 from appliance.web.services import WebServices
 
 # Non-file form fields; Werkzeug also applies it to its 64 KiB read buffer, so keep it above.
@@ -123,6 +134,7 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
             Defaults(spec=product.default_spec, paper=product.default_paper),
         ),
         mfa=StaffMfa(services.users),
+        passkeys=PasskeyStore(services.users),
     )
     store = app.extensions["appliance"].defaults
 
@@ -136,7 +148,7 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
     app.after_request(_remember_language)
     app.context_processor(_template_globals)
     problems.install(app)
-    for blueprint in (public.bp, auth.bp, ui.bp, admin.bp, api.bp, account.bp):
+    for blueprint in (public.bp, auth.bp, ui.bp, admin.bp, api.bp, account.bp, passkey_routes.bp):
         app.register_blueprint(blueprint)
     _public_static(app)
     return app

@@ -42,13 +42,29 @@ def login_keys(username: str) -> list[str]:
     return [f"user:{username}", _client_key()]
 
 
+def client_login_keys() -> list[str]:
+    """The keys of an attempt whose user is not known yet (a passkey nobody registered)."""
+    return [_client_key()]
+
+
 def _page(template: str, code: int = 200, **values: object) -> tuple[str, int]:
     return render_template(template, **values), code
 
 
-def _start_login(context: WebContext, user: StaffUser, target: str) -> Response:
+def start_login(
+    context: WebContext, user: StaffUser, target: str, *, strong: bool = False
+) -> Response:
+    """Log ``user`` in; ``strong`` when the method was two factors in one (a passkey)."""
+    return _start_login(context, user, target, strong=strong)
+
+
+def _start_login(
+    context: WebContext, user: StaffUser, target: str, *, strong: bool = False
+) -> Response:
     # Without a second factor where one is required, the login reaches only the enrolment.
-    must_enrol = context.settings.require_mfa and not context.mfa.enrolled(user.username)
+    must_enrol = (
+        context.settings.require_mfa and not strong and not context.mfa.enrolled(user.username)
+    )
     # Typing the password just now counts for the sudo window too.
     login = context.logins.create(
         user.username,

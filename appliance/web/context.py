@@ -21,6 +21,7 @@ from appliance.studio import Desk
 from appliance.web.challenges import ENROLMENT_S, SECOND_FACTOR_S, Expiring, SecondFactorDue
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.mfa import StaffMfa
+from appliance.web.passkeys import Ceremony, PasskeyStore
 from appliance.web.services import WebServices
 from appliance.web.settings import WebSettings
 
@@ -62,12 +63,15 @@ class WebContext:
     limiter: LoginLimiter
     defaults: DefaultsStore
     mfa: StaffMfa
+    passkeys: PasskeyStore
     # Passwords that were right, waiting for the code (keyed by the __Host-studio-2fa cookie).
     second_factor_due: Expiring[SecondFactorDue] = field(
         default_factory=lambda: Expiring(SECOND_FACTOR_S)
     )
     # TOTP secrets shown as a QR code, not yet confirmed with a code (keyed by login id).
     enrolment_drafts: Expiring[str] = field(default_factory=lambda: Expiring(ENROLMENT_S))
+    # Passkey challenges (adding: keyed by login id; logging in: by a random id), two minutes.
+    passkey_ceremonies: Expiring[Ceremony] = field(default_factory=lambda: Expiring(120.0))
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 

@@ -54,6 +54,17 @@ JS_MESSAGES: tuple[str, ...] = (
     "fail",
     "Photo taken. The photographer checks it now.",
     "Logged out",
+    # passkeys.js
+    "Wrong password.",
+    "Wrong code.",
+    "That code was already used. Wait for the next one.",
+    "Too many attempts. Try again in %(seconds)s seconds.",
+    "The passkey was not accepted.",
+    "That took too long. Try again.",
+    "Passkeys work only when this page is opened by the appliance's name (for example "
+    "https://studio.local:8443), not by its address.",
+    "Cancelled.",
+    "This browser cannot use passkeys here.",
 )
 
 
