@@ -9,14 +9,24 @@ is the test's own (``StaffMfa.clock``), so windows and replays need no sleeping.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
 from pathlib import Path
 
-import pyotp
 import pytest
-from flask.testing import FlaskClient
+from mfa_helpers import (
+    SECRET_SHOWN,
+    T0,
+    Clock,
+    code_at,
+    code_step,
+    enrol,
+    enrol_with_code,
+    install_clock,
+    logged_in,
+    not_the_code,
+    password_step,
+)
 from web_helpers import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -35,72 +45,10 @@ from appliance.web.settings import WebSettings
 
 pytest_plugins = ["web_fixtures"]  # the web fixture
 
-T0 = 1_900_000_020.0  # the start of a 30-second step
-_SECRET = re.compile(r'id="mfa-secret"[^>]*>([A-Z2-7 ]+)<')
-_CODES = re.compile(r'<code class="token">([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})</code>')
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @pytest.fixture
 def clock(web: Harness) -> Clock:
-    clock = Clock()
-    web.app.extensions["appliance"].mfa.clock = clock
-    return clock
-
-
-def code_at(secret: str, when: float) -> str:
-    return pyotp.TOTP(secret).at(when)
-
-
-def not_the_code(secret: str, when: float) -> str:
-    """Six digits that no step of the drift window gives."""
-    window = {code_at(secret, when + offset) for offset in (-30, 0, 30)}
-    return next(c for c in ("000000", "111111", "222222", "333333") if c not in window)
-
-
-def enrol(web: Harness, client: FlaskClient, password: str, now: float) -> tuple[str, list[str]]:
-    """Set up TOTP from the account page; returns the secret shown and the recovery codes."""
-    csrf = web.csrf(client, "/account/")
-    page = client.post("/account/mfa/start", data={"password": password, "csrf_token": csrf})
-    assert page.status_code == 200, page.get_data(as_text=True)[:400]
-    text = page.get_data(as_text=True)
-    assert 'id="mfa-qr"' in text and "data:image/svg+xml;base64," in text
-    found = _SECRET.search(text)
-    assert found is not None
-    secret = found.group(1).replace(" ", "")
-    done = client.post(
-        "/account/mfa/confirm", data={"code": code_at(secret, now), "csrf_token": csrf}
-    )
-    assert done.status_code == 201
-    codes = _CODES.findall(done.get_data(as_text=True))
-    assert len(codes) == 10 and len(set(codes)) == 10
-    return secret, codes
-
-
-def password_step(web: Harness, client: FlaskClient, username: str, password: str) -> str:
-    """Log in with the password; returns the CSRF token for the code form."""
-    csrf = web.csrf(client, "/login")
-    response = client.post(
-        "/login", data={"username": username, "password": password, "csrf_token": csrf}
-    )
-    assert response.status_code == 302 and response.headers["Location"] == "/login/code"
-    assert not any("studio-login=" in c for c in response.headers.getlist("Set-Cookie"))
-    return csrf
-
-
-def code_step(client: FlaskClient, csrf: str, code: str) -> int:
-    return client.post("/login/code", data={"code": code, "csrf_token": csrf}).status_code
-
-
-def logged_in(client: FlaskClient) -> bool:
-    return client.get("/").status_code == 200
+    return install_clock(web)
 
 
 def test_enrol_log_out_and_log_in_with_a_code(web: Harness, clock: Clock) -> None:
@@ -262,22 +210,6 @@ def test_require_mfa_sends_staff_to_enrol_first(config: Config, tmp_path: Path) 
         close_harness(web)
 
 
-def test_admins_keep_theirs_and_the_admin_pages_warn(web: Harness, clock: Clock) -> None:
-    admin = web.login(ADMIN, ADMIN_PASSWORD, web.new_client())
-    warning = admin.get("/admin/users").get_data(as_text=True)
-    assert 'id="mfa-warning"' in warning and "password alone: admin." in warning
-    secret, _ = enrol(web, admin, ADMIN_PASSWORD, clock.now)
-    assert 'id="mfa-warning"' not in admin.get("/admin/").get_data(as_text=True)
-    page = admin.get("/account/").get_data(as_text=True)
-    assert 'id="reenrol"' in page and 'id="disable"' not in page
-    clock.now += 30
-    form = {"password": ADMIN_PASSWORD, "code": code_at(secret, clock.now), "csrf_token": ""}
-    form["csrf_token"] = web.csrf(admin, "/account/")
-    assert admin.post("/account/mfa/disable", data=form).status_code == 403
-    web.users.add_user("second", "admin", "another long password")
-    assert "password alone: second." in admin.get("/admin/").get_data(as_text=True)
-
-
 def test_operators_switch_off_and_re_enrol_with_password_and_code(
     web: Harness, clock: Clock
 ) -> None:
@@ -304,82 +236,6 @@ def test_operators_switch_off_and_re_enrol_with_password_and_code(
     assert events.count("mfa.enrolled") == 2 and events.count("mfa.disabled") == 1
 
 
-def enrol_with_code(
-    web: Harness, client: FlaskClient, current: str, clock: Clock
-) -> tuple[str, list[str]]:
-    """Re-enrol an enrolled user: password + current code, then the new app's first code."""
-    clock.now += 30
-    csrf = web.csrf(client, "/account/")
-    form = {"password": OPERATOR_PIN, "code": code_at(current, clock.now), "csrf_token": csrf}
-    page = client.post("/account/mfa/start", data=form).get_data(as_text=True)
-    found = _SECRET.search(page)
-    assert found is not None
-    secret = found.group(1).replace(" ", "")
-    clock.now += 30
-    done = client.post(
-        "/account/mfa/confirm", data={"code": code_at(secret, clock.now), "csrf_token": csrf}
-    )
-    assert done.status_code == 201
-    return secret, _CODES.findall(done.get_data(as_text=True))
-
-
-def test_creating_an_api_token_needs_password_and_code(web: Harness, clock: Clock) -> None:
-    admin = web.login(ADMIN, ADMIN_PASSWORD, web.new_client())
-    secret, _ = enrol(web, admin, ADMIN_PASSWORD, clock.now)
-    page = admin.get("/admin/tokens").get_data(as_text=True)
-    assert 'id="token-password"' in page and 'id="token-code"' in page
-    csrf = web.csrf(admin, "/admin/tokens")
-    form = {"name": "booking", "role": "operator", "csrf_token": csrf}
-    clock.now += 30
-    fresh = code_at(secret, clock.now)
-    assert admin.post("/admin/tokens", data=form).status_code == 401  # neither
-    assert admin.post("/admin/tokens", data={**form, "code": fresh}).status_code == 401
-    wrong_password = {**form, "password": "not the password", "code": fresh}
-    assert admin.post("/admin/tokens", data=wrong_password).status_code == 401
-    no_code = {**form, "password": ADMIN_PASSWORD}
-    assert admin.post("/admin/tokens", data=no_code).status_code == 401
-    made = admin.post("/admin/tokens", data={**no_code, "code": fresh})
-    assert made.status_code == 201 and 'id="new-token"' in made.get_data(as_text=True)
-    replayed = admin.post("/admin/tokens", data={**no_code, "code": fresh})
-    assert replayed.status_code == 401 and "already used" in replayed.get_data(as_text=True)
-    assert [t.name for t in web.users.tokens()] == ["booking"]
-    # The failures count against the login's lockout (the success above cleared it).
-    limiter = web.app.extensions["appliance"].limiter
-    for _ in range(limiter.max_failures - 2):
-        assert admin.post("/admin/tokens", data=form).status_code == 401
-    assert admin.post("/admin/tokens", data=form).status_code == 429
-    assert limiter.retry_after([f"user:{ADMIN}"]) > 0
-    # The token itself is a credential as before: no code with it.
-    token = re.search(r'id="new-token"[^>]*>(stk_[^<]+)<', made.get_data(as_text=True))
-    assert token is not None
-    bearer = {"Authorization": f"Bearer {token.group(1)}"}
-    assert web.new_client().get("/api/v1/status", headers=bearer).status_code == 200
-
-
-def test_an_admin_resets_a_locked_out_operator(web: Harness, clock: Clock) -> None:
-    operator = web.login(OPERATOR, OPERATOR_PIN, web.new_client())
-    enrol(web, operator, OPERATOR_PIN, clock.now)
-    admin = web.login(ADMIN, ADMIN_PASSWORD, web.new_client())
-    listing = admin.get("/admin/users").get_data(as_text=True)
-    assert f'/admin/users/{OPERATOR}/mfa-reset"' in listing
-    assert f'/admin/users/{ADMIN}/mfa-reset"' not in listing  # not enrolled
-    csrf = web.csrf(admin, "/admin/users")
-    assert (
-        admin.post(f"/admin/users/{OPERATOR}/mfa-reset", data={"csrf_token": csrf}).status_code
-        == 302
-    )
-    assert not logged_in(operator)  # logged out everywhere
-    assert "mfa.reset" in [e["event"] for e in web.audit_events()]
-    web.login(OPERATOR, OPERATOR_PIN, operator)  # the password alone again, until re-enrolled
-    assert logged_in(operator)
-    # An admin cannot strip their own second factor this way; unknown users are named so.
-    enrol(web, admin, ADMIN_PASSWORD, clock.now + 30)
-    response = admin.post(f"/admin/users/{ADMIN}/mfa-reset", data={"csrf_token": csrf})
-    assert response.status_code == 400 and web.app.extensions["appliance"].mfa.enrolled(ADMIN)
-    response = admin.post("/admin/users/ghost/mfa-reset", data={"csrf_token": csrf})
-    assert response.status_code == 404
-
-
 def test_an_enrolment_that_waited_too_long_starts_again(web: Harness, clock: Clock) -> None:
     moments = [0.0]
     context = web.app.extensions["appliance"]
@@ -387,7 +243,7 @@ def test_an_enrolment_that_waited_too_long_starts_again(web: Harness, clock: Clo
     client = web.login(OPERATOR, OPERATOR_PIN, web.new_client())
     csrf = web.csrf(client, "/account/")
     page = client.post("/account/mfa/start", data={"password": OPERATOR_PIN, "csrf_token": csrf})
-    found = _SECRET.search(page.get_data(as_text=True))
+    found = SECRET_SHOWN.search(page.get_data(as_text=True))
     assert found is not None
     secret = found.group(1).replace(" ", "")
     wrong = client.post(
@@ -421,21 +277,3 @@ def test_require_mfa_is_validated_with_its_key_path(value: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(f"[web]\nrequire_mfa = {value}\n"))
     assert info.value.issues[0].path == "web.require_mfa"
-
-
-def test_the_cli_resets_the_last_admin(
-    web: Harness, clock: Clock, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from appliance.cli import main
-
-    admin = web.login(ADMIN, ADMIN_PASSWORD, web.new_client())
-    enrol(web, admin, ADMIN_PASSWORD, clock.now)
-    state = ["--state-dir", str(web.state_dir)]
-    assert main(["mfa-reset", ADMIN, *state]) == 0
-    assert "removed" in capsys.readouterr().out
-    assert not web.app.extensions["appliance"].mfa.enrolled(ADMIN)
-    assert main(["mfa-reset", ADMIN, *state]) == 0
-    assert "nothing to reset" in capsys.readouterr().out
-    assert main(["mfa-reset", "ghost", *state]) != 0
-    reset = [e for e in web.audit_events() if e["event"] == "mfa.reset"]
-    assert [e["actor"] for e in reset] == ["system"]
