@@ -277,3 +277,10 @@ def test_require_mfa_is_validated_with_its_key_path(value: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(f"[web]\nrequire_mfa = {value}\n"))
     assert info.value.issues[0].path == "web.require_mfa"
+
+
+def test_api_tokens_have_no_account_page(web: Harness) -> None:
+    headers = web.bearer("admin")
+    assert web.new_client().get("/account/", headers=headers).status_code == 403
+    response = web.new_client().post("/account/mfa/start", headers=headers)
+    assert response.status_code == 403

@@ -109,3 +109,9 @@ def test_an_admin_reset_removes_passkeys_too(web: Harness) -> None:
     assert not web.app.extensions["appliance"].passkeys.passkeys(OPERATOR)
     assert "mfa.reset" in [e["event"] for e in web.audit_events()]
     assert "cred" not in json.dumps(web.audit_events())
+
+
+def test_api_tokens_cannot_add_passkeys(web: Harness) -> None:
+    headers = {**web.bearer("admin"), **JSON}
+    for url in ("/account/passkeys/options", "/account/passkeys", "/account/passkeys/x/remove"):
+        assert web.new_client().post(url, json={}, headers=headers).status_code == 403, url

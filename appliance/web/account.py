@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
 from appliance.web.api import qr_svg
@@ -29,6 +30,13 @@ ISSUER = "Studio"
 FEW_RECOVERY_CODES = 3
 # Refusals the passkey removal sends back here (a redirect, so as a query value).
 PASSKEY_REFUSALS = ("wrong_password", "wrong_code", "replayed", "locked")
+
+
+@bp.before_request
+def _staff_logins_only() -> None:
+    # After the access gate (so someone is logged in): an API token has no account page.
+    if identity().login is None:
+        raise Forbidden("The account page needs a staff login, not an API token.")
 
 
 def _may_disable(role: str) -> bool:

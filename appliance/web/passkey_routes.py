@@ -13,6 +13,7 @@ import json
 
 from cryptography import x509
 from flask import Blueprint, jsonify, redirect, request, url_for
+from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
 from appliance.web.auth import client_login_keys, login_keys, recheck, start_login
@@ -57,6 +58,14 @@ def _passkeys_here() -> dict[str, object]:
     return {"passkeys_here": lambda: relying_party() is not None}
 
 
+def _staff_login() -> tuple[str, str]:
+    """(username, login id) of the staff login behind this request; API tokens are refused."""
+    who = identity()
+    if who.login is None or who.username is None:
+        raise Forbidden("Passkeys belong to staff logins, not to API tokens.")
+    return who.username, who.login.login_id
+
+
 def _body() -> dict[str, object]:
     body = request.get_json(silent=True)
     return body if isinstance(body, dict) else {}
@@ -68,50 +77,46 @@ def _body() -> dict[str, object]:
 @bp.route("/account/passkeys/options", methods=["POST"])
 def add_options() -> Response | tuple[Response, int]:
     context = web_context()
-    who = identity()
+    username, login_id = _staff_login()
     party = relying_party()
-    if party is None or who.login is None or who.username is None:
+    if party is None:
         return _problem("unavailable", 400)
     body = _body()
-    refusal = recheck(who.username, str(body.get("password", "")), str(body.get("code", "")))
+    refusal = recheck(username, str(body.get("password", "")), str(body.get("code", "")))
     if refusal is not None:
         return _problem(refusal.error, 429 if refusal.error == "locked" else 403, refusal.wait_s)
-    options, ceremony = context.passkeys.registration_options(who.username, *party)
-    _ceremonies().put(ceremony, key=f"add:{who.login.login_id}")
+    options, ceremony = context.passkeys.registration_options(username, *party)
+    _ceremonies().put(ceremony, key=f"add:{login_id}")
     return Response(options, mimetype="application/json")
 
 
 @bp.route("/account/passkeys", methods=["POST"])
 def add() -> tuple[Response, int]:
     context = web_context()
-    who = identity()
-    if who.login is None or who.username is None:
-        return _problem("unavailable", 400)
-    ceremony = _ceremonies().pop(f"add:{who.login.login_id}")
+    username, login_id = _staff_login()
+    ceremony = _ceremonies().pop(f"add:{login_id}")
     if ceremony is None:
         return _problem("expired", 400)
     body = _body()
     try:
         passkey = context.passkeys.register(
-            who.username, ceremony, parse_credential(body), str(body.get("name", ""))
+            username, ceremony, parse_credential(body), str(body.get("name", ""))
         )
     except PasskeyError:
         return _problem("invalid", 400)
-    context.services.audit.record("passkey.added", actor=who.actor)
+    context.services.audit.record("passkey.added", actor=identity().actor)
     return jsonify(id=passkey.credential_id, name=passkey.name), 201
 
 
 @bp.route("/account/passkeys/<credential_id>/remove", methods=["POST"])
 def remove(credential_id: str) -> Response | tuple[Response, int]:
     context = web_context()
-    who = identity()
-    if who.username is None:
-        return _problem("unavailable", 400)
-    refusal = recheck(who.username, request.form.get("password", ""), request.form.get("code", ""))
+    username, _ = _staff_login()
+    refusal = recheck(username, request.form.get("password", ""), request.form.get("code", ""))
     if refusal is not None:
         return redirect(url_for("account.page", passkey_error=refusal.error))
-    if context.passkeys.remove(who.username, credential_id):
-        context.services.audit.record("passkey.removed", actor=who.actor)
+    if context.passkeys.remove(username, credential_id):
+        context.services.audit.record("passkey.removed", actor=identity().actor)
     return redirect(url_for("account.page"))
 
 
