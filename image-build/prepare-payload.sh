@@ -169,6 +169,9 @@ platforms+=(--platform "manylinux2014_${machine}")
 target=(--only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311)
 wheel_cache="$cache/wheels/$arch"
 mkdir -p "$wheel_cache"
+# pip download copies the appliance wheel itself into --dest too; a stale copy there (same name,
+# older pyproject.toml) would stand in for the new one and hide its new dependencies.
+rm -f "$wheel_cache"/appliance-*.whl
 download() {
   "$python" -m pip download --quiet --disable-pip-version-check "${target[@]}" \
     --constraint "$here/constraints.txt" "$@" "$appliance_wheel"
