@@ -83,16 +83,21 @@ def cmd_mfa_reset(args: argparse.Namespace, config: Config) -> int:
     """The way back in for the last admin: whoever has a shell on the device may reset."""
     from appliance.session.audit import AuditLog
     from appliance.web.mfa import StaffMfa
+    from appliance.web.passkeys import PasskeyStore
     from appliance.web.users import UserStore
 
     users = UserStore(config.state_dir)
     if users.user(args.username) is None:
         raise ApplianceError(f"there is no staff member {args.username!r}")
-    if not StaffMfa(users).remove(args.username):
-        print(f"{args.username} has no two-step login; nothing to reset")
+    removed = StaffMfa(users).remove(args.username)
+    removed = PasskeyStore(users).remove_all(args.username) > 0 or removed
+    if not removed:
+        print(f"{args.username} has no two-step login or passkey; nothing to reset")
         return 0
     AuditLog(_audit_path(config)).record("mfa.reset", actor="system")
-    print(f"two-step login of {args.username} removed: they log in with the password now")
+    print(
+        f"two-step login and passkeys of {args.username} removed: they log in with the password now"
+    )
     return 0
 
 
