@@ -67,12 +67,16 @@ def resume_printer() -> Response:
 def _users_page(code: int = 200, **values: Any) -> tuple[str, int]:
     context = web_context()
     users = context.services.users.users()
-    enrolled = {
-        user.username
-        for user in users
-        if context.mfa.enrolled(user.username) or context.passkeys.passkeys(user.username)
-    }
-    return _page("admin/users.html", code, users=users, enrolled=enrolled, **values)
+    enrolled = {user.username for user in users if context.mfa.enrolled(user.username)}
+    with_passkeys = {user.username for user in users if context.passkeys.passkeys(user.username)}
+    return _page(
+        "admin/users.html",
+        code,
+        users=users,
+        enrolled=enrolled,
+        with_passkeys=with_passkeys,
+        **values,
+    )
 
 
 @bp.route("/users")
