@@ -326,6 +326,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Werkzeug's and cheroot's access logs would carry client addresses: keep them quiet.
-    for noisy in ("werkzeug", "cheroot", "cheroot.server"):
+    # Werkzeug's access log would carry client addresses: keep it quiet.
+    for noisy in ("werkzeug",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
