@@ -11,7 +11,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance.web.context import WebContext, web_context
-from appliance.web.logins import Login
+from appliance.web.logins import DEVICE_COOKIE, Attempt, Login
 from appliance.web.security import (
     LOGIN_COOKIE,
     PRE_COOKIE,
@@ -25,8 +25,14 @@ from appliance.web.users import CredentialError, SetupError, StaffUser
 bp = Blueprint("auth", __name__)
 
 
-def _client_key() -> str:
-    return f"client:{request.remote_addr or 'unknown'}"
+def _attempt(account: str) -> Attempt:
+    """This request's try at ``account``: the client address and the trusted-device cookie."""
+    return Attempt(account, request.remote_addr or "unknown", request.cookies.get(DEVICE_COOKIE))
+
+
+def _trust_device(response: Response, device: str, context: WebContext) -> None:
+    max_age = int(context.limiter.device_trust_s)
+    set_cookie(response, DEVICE_COOKIE, device, max_age=max_age)
 
 
 def _page(template: str, code: int = 200, **values: object) -> tuple[str, int]:
@@ -63,19 +69,20 @@ def login() -> Response | tuple[str, int]:
         return _page("login.html", next=safe_next(target))
     username = request.form.get("username", "").strip().lower()[:64]
     secret = request.form.get("password", "")
-    keys = [f"user:{username}", _client_key()]
-    wait = context.limiter.retry_after(keys)
+    attempt = _attempt(username)
+    wait = context.limiter.retry_after(attempt)
     if wait > 0:
         return _locked_out("login.html", wait, next=safe_next(target))
     user = context.services.users.verify_login(username, secret)
     if user is None:
-        lockout = context.limiter.failure(keys)
+        lockout = context.limiter.failure(attempt)
         _audit_refusal(context, username, "rate_limited" if lockout else "bad_credentials")
         if lockout:
             return _locked_out("login.html", lockout, next=safe_next(target))
         return _page("login.html", 401, error="wrong", next=safe_next(target))
-    context.limiter.success(keys)
-    return _start_login(context, user, target)
+    response = _start_login(context, user, target)
+    _trust_device(response, context.limiter.success(attempt), context)
+    return response
 
 
 def _locked_out(template: str, seconds: float, **values: object) -> Response:
@@ -106,8 +113,10 @@ def setup() -> Response | tuple[str, int]:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
         return _page("setup.html")
-    keys = ["setup", _client_key()]
-    wait = context.limiter.retry_after(keys)
+    # Per client only: one client's wrong codes must not lock setup for everyone (the code has
+    # 60 bits, so a per-client limit is plenty against guessing).
+    attempt = _attempt("setup")
+    wait = context.setup_limiter.retry_after(attempt)
     if wait > 0:
         return _locked_out("setup.html", wait)
     username = request.form.get("username", "").strip().lower()
@@ -117,14 +126,16 @@ def setup() -> Response | tuple[str, int]:
     try:
         user = users.complete_setup(request.form.get("code", ""), username, password)
     except SetupError:
-        context.limiter.failure(keys)
+        context.setup_limiter.failure(attempt)
         return _page("setup.html", 403, error="code", username=username)
     except CredentialError as error:
         return _page("setup.html", 400, error="credentials", detail=str(error), username=username)
-    context.limiter.success(keys)
+    context.setup_limiter.success(attempt)
     context.services.audit.record("setup.completed", actor=f"staff:{user.username}")
     context.services.audit.record("staff.created", actor=f"staff:{user.username}")
-    return _start_login(context, user, "/admin/")
+    response = _start_login(context, user, "/admin/")
+    _trust_device(response, context.limiter.success(_attempt(user.username)), context)
+    return response
 
 
 @bp.route("/sudo", methods=["GET", "POST"])
@@ -137,14 +148,15 @@ def sudo() -> Response | tuple[str, int]:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
         return _page("sudo.html", next=target)
-    keys = [f"user:{who.username}", _client_key()]
-    wait = context.limiter.retry_after(keys)
+    attempt = _attempt(who.username)
+    wait = context.limiter.retry_after(attempt)
     if wait > 0:
         return _locked_out("sudo.html", wait, next=target)
     if context.services.users.verify_login(who.username, request.form.get("password", "")):
-        context.limiter.success(keys)
         context.logins.grant_sudo(login, context.settings.sudo_minutes * 60.0)
-        return redirect(target)
-    lockout = context.limiter.failure(keys)
+        response = redirect(target)
+        _trust_device(response, context.limiter.success(attempt), context)
+        return response
+    lockout = context.limiter.failure(attempt)
     _audit_refusal(context, who.username, "rate_limited" if lockout else "bad_credentials")
     return _page("sudo.html", 401, error="wrong", next=target)

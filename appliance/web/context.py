@@ -59,6 +59,10 @@ class WebContext:
     logins: LoginSessions
     limiter: LoginLimiter
     defaults: DefaultsStore
+    # The setup code: limited per client only, so no one client can lock setup for everyone.
+    setup_limiter: LoginLimiter = field(
+        default_factory=lambda: LoginLimiter(max_client_failures=5, lock_accounts=False)
+    )
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
