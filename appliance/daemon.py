@@ -321,8 +321,12 @@ class LogFormat(logging.Formatter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    from appliance.logfilter import ClientAddressFilter, route_uncaught_exceptions
+
     handler = logging.StreamHandler()
     handler.setFormatter(LogFormat())
+    handler.addFilter(ClientAddressFilter())
+    route_uncaught_exceptions()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
