@@ -9,11 +9,14 @@ measured figure (benchmarks/bench_slow_clients.py) is far below it.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import re
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -329,3 +332,18 @@ def test_request_bodies_share_a_memory_budget(serve: Callable[..., Served]) -> N
             assert late.recv(4096).startswith(b"HTTP/1.1 503 ")
     assert https.stats.counts["busy_body_budget"] == 1
     assert _wait_until(lambda: https._body_bytes == 0, 5.0)
+
+
+def test_slow_client_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/bench_slow_clients.py against a real daemon, one short round (no timing)."""
+    out = tmp_path / "slow.json"
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_slow_clients.py"), "--smoke",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["slow_connections_open_while_timed"] == 20
+    assert figures["with_slow_clients"]["healthz"]["max_ms"] > 0

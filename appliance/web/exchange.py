@@ -190,8 +190,8 @@ class Exchange:
                 while await self.reader.read(READ_BYTES):
                     pass
 
-    async def _write(self, event: Any) -> None:
-        self.writer.write(self.h11.send(event))
+    async def _write(self, *events: Any) -> None:
+        self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
         await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout_s)
 
     async def _respond(self, request: h11.Request, body: bytearray | None) -> bool:
@@ -214,20 +214,24 @@ class Exchange:
             return False
         finished = response.rest is None
         try:
-            await self._write(
+            # One write per batch (head, body and end together when they fit): fewer TLS
+            # records and segments than one write per event.
+            events: list[Any] = [
                 h11.Response(
                     status_code=response.status, headers=response.headers, reason=response.reason
                 )
-            )
+            ]
             chunks = response.chunks
             while True:
                 if request.method != b"HEAD":
-                    for chunk in chunks:
-                        await self._write(h11.Data(data=chunk))
+                    events += [h11.Data(data=chunk) for chunk in chunks]
+                if finished:
+                    events.append(h11.EndOfMessage())
+                await self._write(*events)
                 if finished:
                     break
                 chunks, finished = await self.server.in_worker(pull_more, response)
-            await self._write(h11.EndOfMessage())
+                events = []
             return True
         except (OSError, TimeoutError, h11.LocalProtocolError):
             return False  # the client stopped reading, or left

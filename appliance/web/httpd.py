@@ -150,6 +150,9 @@ class HttpServer:
                 self.stats.note(refused)
                 _reset(sock)
                 continue
+            # asyncio sets this only on sockets whose proto is IPPROTO_TCP; accepted ones say 0.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = asyncio.create_task(self._connection(sock, client))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
