@@ -162,21 +162,32 @@ class Tricklers:
                 sock.close()
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
+def _stats(samples: list[float | None]) -> dict[str, float | int | None]:
+    """Latency figures; a request with no answer within 10 s counts as failed, not timed."""
+    ordered = sorted(sample for sample in samples if sample is not None)
+    if not ordered:
+        return {"median_ms": None, "p95_ms": None, "max_ms": None, "failed": len(samples)}
     return {
         "median_ms": round(statistics.median(ordered) * 1000, 1),
         "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 1),
         "max_ms": round(ordered[-1] * 1000, 1),
+        "failed": len(samples) - len(ordered),
     }
 
 
-def _latencies(daemon: Daemon, requests: int) -> dict[str, dict[str, float]]:
+def _timed(call: Callable[[], float]) -> float | None:
+    try:
+        return call()
+    except (OSError, RuntimeError):  # timed out, refused, reset, or not a 200
+        return None
+
+
+def _latencies(daemon: Daemon, requests: int) -> dict[str, dict[str, float | int | None]]:
     calls: dict[str, Callable[[], float]] = {
         "healthz": lambda: daemon.get("/healthz", staff=False),
         "staff_status": lambda: daemon.get("/api/v1/status", staff=True),
     }
-    return {name: _stats([call() for _ in range(requests)]) for name, call in calls.items()}
+    return {name: _stats([_timed(call) for _ in range(requests)]) for name, call in calls.items()}
 
 
 def run(slow: int, requests: int, wait_for_cut_off: bool) -> dict[str, object]:
@@ -184,7 +195,7 @@ def run(slow: int, requests: int, wait_for_cut_off: bool) -> dict[str, object]:
         idle = _latencies(daemon, requests)
         headers = Tricklers(daemon, SLOW_HEADER, slow)
         bodies = Tricklers(daemon, SLOW_BODY, slow)
-        cut: dict[str, float] | None = None
+        cut: dict[str, float | None] | None = None
         left: int | None = None
         try:
             loaded = _latencies(daemon, requests)
@@ -195,8 +206,8 @@ def run(slow: int, requests: int, wait_for_cut_off: bool) -> dict[str, object]:
                     break
                 threading.Event().wait(0.1)
             if wait_for_cut_off:
-                cut = {
-                    name: round(max(t.closed_at.values(), default=0.0) - t.started, 1)
+                cut = {  # None: not one of them was cut off
+                    name: round(max(t.closed_at.values()) - t.started, 1) if t.closed_at else None
                     for name, t in (("slow_headers", headers), ("slow_bodies", bodies))
                 }
                 left = 2 * slow - len(headers.closed_at) - len(bodies.closed_at)
