@@ -347,3 +347,31 @@ def test_slow_client_benchmark_smoke(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert figures["slow_connections_open_while_timed"] == 20
     assert figures["with_slow_clients"]["healthz"]["max_ms"] > 0
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    with connect(port, None, STAFF_SOURCE) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_http_1_1_on_the_ca_port_pipelining_head_and_oversized_heads(
+    serve: Callable[..., Served],
+) -> None:
+    port = serve().server.http_port
+    two = _exchange(
+        port,
+        b"GET /ca.crt HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"HEAD /ca.crt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    first, _, second = two.partition(b"-----END CERTIFICATE-----\n")
+    assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 200 ")
+    assert second.endswith(b"\r\n\r\n")  # HEAD: the headers only
+    big = _exchange(
+        port, b"GET /ca.crt HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    )
+    assert big.startswith(b"HTTP/1.1 431 ")
+    assert _exchange(port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400 ")

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 READ_BYTES = 64 * 1024
 LINGER_S = 2.0
+BAD_REQUEST_ANSWER = simple_answer(400, "Bad Request", "Not a valid HTTP/1.1 request.")
+HEAD_TOO_LARGE_ANSWER = simple_answer(
+    431, "Request Header Fields Too Large", "The request's headers are too large."
+)
+
+
+def _head_size(request: h11.Request) -> int:
+    return len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
 
 
 class Exchange:
@@ -91,33 +99,40 @@ class Exchange:
         loop = asyncio.get_running_loop()
         idle_until = self.first_deadline if first else loop.time() + self.limits.keepalive_s
         try:
-            event = self.h11.next_event()
+            event = self.h11.next_event()  # a pipelined request may be here already
             if event is h11.NEED_DATA:  # idle: wait for the first byte of the next request
                 try:
                     async with asyncio.timeout_at(idle_until):
                         await self._receive()
                 except TimeoutError:
                     return None  # an idle connection: closed without a word
+                event = self.h11.next_event()
             head_until = (
                 self.first_deadline if first else loop.time() + self.limits.header_timeout_s
             )
             async with asyncio.timeout_at(head_until):
-                while True:
+                while event is h11.NEED_DATA:
+                    await self._receive()
                     event = self.h11.next_event()
-                    if isinstance(event, h11.Request):
-                        return event
-                    if event is h11.NEED_DATA:
-                        await self._receive()
-                        continue
-                    return None  # ConnectionClosed
+            if not isinstance(event, h11.Request):
+                return None  # ConnectionClosed
+            if _head_size(event) > self.limits.max_header_bytes:
+                # h11 bounds only a head still incomplete in its buffer; one read can bring
+                # a whole oversized head at once.
+                self.server.stats.note("bad_request")
+                await self._answer(HEAD_TOO_LARGE_ANSWER)
+                return None
+            return event
         except TimeoutError:
             self.server.stats.note("timeout_headers")
             await self._answer(TIMEOUT_ANSWER)
         except h11.RemoteProtocolError as error:
             status = error.error_status_hint
             self.server.stats.note("bad_request")
-            reason = "Request Header Fields Too Large" if status == 431 else "Bad Request"
-            await self._answer(simple_answer(status, reason, "The request is not valid HTTP/1.1."))
+            if status == 431:
+                await self._answer(HEAD_TOO_LARGE_ANSWER)
+            else:
+                await self._answer(BAD_REQUEST_ANSWER)
         return None
 
     def _has_body(self, request: h11.Request) -> bool:
