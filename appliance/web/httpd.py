@@ -217,7 +217,7 @@ class HttpServer:
         except ssl.SSLError:
             self.stats.note("tls_refused")
             return None
-        transport.set_write_buffer_limits(high=1 * MiB)
+        transport.set_write_buffer_limits(high=256 * 1024)  # per connection, while it reads
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def _first_byte(self, sock: socket.socket) -> int | None:
