@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 READ_BYTES = 64 * 1024
 LINGER_S = 2.0
+LINGER_IDLE_S = 0.25
 BAD_REQUEST_ANSWER = simple_answer(400, "Bad Request", "Not a valid HTTP/1.1 request.")
 HEAD_TOO_LARGE_ANSWER = simple_answer(
     431, "Request Header Fields Too Large", "The request's headers are too large."
@@ -201,8 +202,8 @@ class Exchange:
         with contextlib.suppress(OSError, TimeoutError):
             self.writer.write(raw)
             await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout_s)
-            async with asyncio.timeout(LINGER_S):
-                while await self.reader.read(READ_BYTES):
+            async with asyncio.timeout(LINGER_S):  # while it keeps sending, up to this long
+                while await asyncio.wait_for(self.reader.read(READ_BYTES), LINGER_IDLE_S):
                     pass
 
     async def _write(self, *events: Any) -> None:
