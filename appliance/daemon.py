@@ -321,11 +321,15 @@ class LogFormat(logging.Formatter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    from appliance.logfilter import ClientAddressFilter, route_uncaught_exceptions
+
     handler = logging.StreamHandler()
     handler.setFormatter(LogFormat())
+    handler.addFilter(ClientAddressFilter())
+    route_uncaught_exceptions()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Werkzeug's and cheroot's access logs would carry client addresses: keep them quiet.
-    for noisy in ("werkzeug", "cheroot", "cheroot.server"):
+    # Werkzeug's access log would carry client addresses: keep it quiet.
+    for noisy in ("werkzeug",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -21,7 +21,7 @@ from werkzeug.routing import Rule
 
 from appliance.config import Config
 from appliance.web.app import create_app
-from appliance.web.logins import LoginLimiter, LoginSessions
+from appliance.web.logins import Attempt, LoginLimiter, LoginSessions
 from appliance.web.security import CONTENT_SECURITY_POLICY, safe_next
 from appliance.web.services import WebServices
 
@@ -185,7 +185,7 @@ def test_lockout_backoff_doubles_and_ends() -> None:
     limiter = LoginLimiter(
         max_failures=3, base_lockout_s=10, max_lockout_s=35, clock=lambda: now[0]
     )
-    keys = ["user:x"]
+    keys = Attempt("x", "127.0.0.5")
     assert limiter.failure(keys) == 0 and limiter.failure(keys) == 0
     assert limiter.failure(keys) == 10
     assert limiter.retry_after(keys) == 10

@@ -40,6 +40,7 @@ from web_helpers import (
 from appliance.config import Config, parse_config
 from appliance.errors import ConfigError
 from appliance.web.challenges import SECOND_FACTOR_S, Expiring
+from appliance.web.logins import Attempt
 from appliance.web.mfa import StaffMfa
 from appliance.web.settings import WebSettings
 
@@ -156,7 +157,7 @@ def test_password_and_code_share_one_lockout(web: Harness, clock: Clock) -> None
     clock.now += 30
     csrf = password_step(web, client, OPERATOR, OPERATOR_PIN)
     assert code_step(client, csrf, code_at(secret, clock.now)) == 302
-    assert limiter.retry_after([f"user:{OPERATOR}"]) == 0
+    assert limiter.retry_after(Attempt(OPERATOR, "127.0.0.1")) == 0
 
 
 def test_the_code_step_needs_its_cookie_csrf_and_expires(web: Harness, clock: Clock) -> None:

@@ -9,6 +9,8 @@ import pytest
 from mfa_helpers import Clock, code_at, enrol, install_clock, logged_in
 from web_helpers import ADMIN, ADMIN_PASSWORD, OPERATOR, OPERATOR_PIN, Harness
 
+from appliance.web.logins import Attempt
+
 pytest_plugins = ["web_fixtures"]  # the web fixture
 
 
@@ -58,7 +60,7 @@ def test_creating_an_api_token_needs_password_and_code(web: Harness, clock: Cloc
     for _ in range(limiter.max_failures - 2):
         assert admin.post("/admin/tokens", data=form).status_code == 401
     assert admin.post("/admin/tokens", data=form).status_code == 429
-    assert limiter.retry_after([f"user:{ADMIN}"]) > 0
+    assert limiter.retry_after(Attempt(ADMIN, "127.0.0.1")) > 0
     # The token itself is a credential as before: no code with it.
     token = re.search(r'id="new-token"[^>]*>(stk_[^<]+)<', made.get_data(as_text=True))
     assert token is not None

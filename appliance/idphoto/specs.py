@@ -308,6 +308,5 @@ def get_spec(spec_id: str) -> DocumentSpec:
     close = difflib.get_close_matches(key, table, n=3, cutoff=0.5)
     rest = [i for i in table if i not in close]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownSpecError(
-        f"unknown document spec {spec_id!r}.{hint} Valid ids: {', '.join(close + rest)}"
-    )
+    # The id the caller sent is not repeated back: messages never echo input.
+    raise UnknownSpecError(f"unknown document spec.{hint} Valid ids: {', '.join(close + rest)}")

@@ -110,6 +110,7 @@ def reset_secret(username: str) -> Response | tuple[str, int]:
     except CredentialError as error:
         return _users_page(400, error=str(error))
     context.logins.drop_user(username)
+    context.limiter.forget_account(username)
     context.services.audit.record("config.changed", actor=identity().actor)
     return redirect(url_for(".users"))
 
@@ -125,6 +126,7 @@ def remove_user(username: str) -> Response | tuple[str, int]:
     except CredentialError as error:
         return _users_page(400, error=str(error))
     context.logins.drop_user(username)
+    context.limiter.forget_account(username)
     context.services.audit.record("config.changed", actor=identity().actor)
     return redirect(url_for(".users"))
 

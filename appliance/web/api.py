@@ -52,11 +52,17 @@ def _body(model: type[Body]) -> Body:
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        # Field names and pydantic's rule text only: never echo the value that was sent.
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
-        )
+        # Field names and pydantic's rule text only: never echo the value (or an unknown key)
+        # that was sent.
+        problems = "; ".join(_problem(e) for e in error.errors())
         raise WebError(400, "bad_request", f"Invalid request body ({problems}).") from None
+
+
+def _problem(error: Any) -> str:
+    location = [str(part) for part in error["loc"]]
+    if error["type"] == "extra_forbidden":  # the last part is the caller's own key
+        return ".".join([*location[:-1], "(unknown field)"])
+    return f"{'.'.join(location) or 'body'}: {error['msg']}"
 
 
 def _actor() -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import IO, Any, cast
 
 from flask import Flask, Request, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.formparser import FormDataParser
 
 from appliance.web import (
@@ -71,6 +72,17 @@ class InMemoryRequest(Request):
         return memory_stream_factory(total_content_length, content_type, filename)
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply for the parser is a ValueError (so a
+    400 like any other bad JSON) instead of a RecursionError (a 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def _choose_language() -> None:
     settings = _context().settings
     asked = request.args.get("lang")
@@ -110,6 +122,7 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
     """Build the web app. ``overrides`` update Flask's config (tests: ``{"TESTING": True}``)."""
     app = Flask(__name__)
     app.request_class = InMemoryRequest
+    app.json = BoundedJSONProvider(app)
     settings = services.settings
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from appliance.web.challenges import SecondFactorDue
 from appliance.web.context import WebContext, web_context
-from appliance.web.logins import Login
+from appliance.web.logins import DEVICE_COOKIE, Attempt, Login
 from appliance.web.security import (
     LOGIN_COOKIE,
     PRE_COOKIE,
@@ -33,18 +33,30 @@ from appliance.web.users import CredentialError, SetupError, StaffUser
 bp = Blueprint("auth", __name__)
 
 
-def _client_key() -> str:
-    return f"client:{request.remote_addr or 'unknown'}"
+def _attempt(account: str) -> Attempt:
+    """This request's try at ``account``: the client address and the trusted-device cookie."""
+    return Attempt(account, request.remote_addr or "unknown", request.cookies.get(DEVICE_COOKIE))
 
 
-def login_keys(username: str) -> list[str]:
-    """The limiter keys a staff member's password and code attempts count against."""
-    return [f"user:{username}", _client_key()]
+def _trust_device(response: Response, device: str, context: WebContext) -> None:
+    max_age = int(context.limiter.device_trust_s)
+    set_cookie(response, DEVICE_COOKIE, device, max_age=max_age)
 
 
-def client_login_keys() -> list[str]:
-    """The keys of an attempt whose user is not known yet (a passkey nobody registered)."""
-    return [_client_key()]
+def login_keys(username: str) -> Attempt:
+    """The attempt a staff member's password and code count against: one shared lockout."""
+    return _attempt(username)
+
+
+def client_login_keys() -> Attempt:
+    """An attempt whose user is not known yet (a passkey nobody registered): it is counted by
+    ``context.passkey_limiter``, per client only, so no client can lock passkeys for all."""
+    return _attempt("passkey")
+
+
+def trust_device(response: Response, device: str, context: WebContext) -> None:
+    """Public for the passkey login: the same device cookie a password login sets."""
+    _trust_device(response, device, context)
 
 
 def _page(template: str, code: int = 200, **values: object) -> tuple[str, int]:
@@ -100,13 +112,13 @@ def login() -> Response | tuple[str, int]:
         return _page("login.html", next=safe_next(target))
     username = request.form.get("username", "").strip().lower()[:64]
     secret = request.form.get("password", "")
-    keys = login_keys(username)
-    wait = context.limiter.retry_after(keys)
+    attempt = login_keys(username)
+    wait = context.limiter.retry_after(attempt)
     if wait > 0:
         return _locked_out("login.html", wait, next=safe_next(target))
     user = context.services.users.verify_login(username, secret)
     if user is None:
-        lockout = context.limiter.failure(keys)
+        lockout = context.limiter.failure(attempt)
         _audit_refusal(context, username, "rate_limited" if lockout else "bad_credentials")
         if lockout:
             return _locked_out("login.html", lockout, next=safe_next(target))
@@ -117,8 +129,9 @@ def login() -> Response | tuple[str, int]:
         response = redirect(url_for("auth.login_code"))
         set_cookie(response, SECOND_FACTOR_COOKIE, context.second_factor_due.put(due))
         return response
-    context.limiter.success(keys)
-    return _start_login(context, user, target)
+    response = _start_login(context, user, target)
+    _trust_device(response, context.limiter.success(attempt), context)
+    return response
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -145,13 +158,15 @@ def login_code() -> Response | tuple[str, int]:
             return _locked_out("login_code.html", lockout)
         return _page("login_code.html", 401, error=result)
     context.second_factor_due.pop(due_id)
-    context.limiter.success(keys)
+    device = context.limiter.success(keys)
     if result == "recovery":
         context.services.audit.record("mfa.recovery_used", actor=f"staff:{due.username}")
     user = context.services.users.user(due.username)
     if user is None:  # removed meanwhile
         return redirect(url_for("auth.login"))
-    return _start_login(context, user, due.target)
+    response = _start_login(context, user, due.target)
+    _trust_device(response, device, context)
+    return response
 
 
 @dataclass(frozen=True)
@@ -222,8 +237,10 @@ def setup() -> Response | tuple[str, int]:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
         return _page("setup.html")
-    keys = ["setup", _client_key()]
-    wait = context.limiter.retry_after(keys)
+    # Per client only: one client's wrong codes must not lock setup for everyone (the code has
+    # 60 bits, so a per-client limit is plenty against guessing).
+    attempt = _attempt("setup")
+    wait = context.setup_limiter.retry_after(attempt)
     if wait > 0:
         return _locked_out("setup.html", wait)
     username = request.form.get("username", "").strip().lower()
@@ -233,14 +250,16 @@ def setup() -> Response | tuple[str, int]:
     try:
         user = users.complete_setup(request.form.get("code", ""), username, password)
     except SetupError:
-        context.limiter.failure(keys)
+        context.setup_limiter.failure(attempt)
         return _page("setup.html", 403, error="code", username=username)
     except CredentialError as error:
         return _page("setup.html", 400, error="credentials", detail=str(error), username=username)
-    context.limiter.success(keys)
+    context.setup_limiter.success(attempt)
     context.services.audit.record("setup.completed", actor=f"staff:{user.username}")
     context.services.audit.record("staff.created", actor=f"staff:{user.username}")
-    return _start_login(context, user, "/admin/")
+    response = _start_login(context, user, "/admin/")
+    _trust_device(response, context.limiter.success(_attempt(user.username)), context)
+    return response
 
 
 @bp.route("/sudo", methods=["GET", "POST"])
@@ -253,14 +272,15 @@ def sudo() -> Response | tuple[str, int]:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
         return _page("sudo.html", next=target)
-    keys = login_keys(who.username)
-    wait = context.limiter.retry_after(keys)
+    attempt = login_keys(who.username)
+    wait = context.limiter.retry_after(attempt)
     if wait > 0:
         return _locked_out("sudo.html", wait, next=target)
     if context.services.users.verify_login(who.username, request.form.get("password", "")):
-        context.limiter.success(keys)
         context.logins.grant_sudo(login, context.settings.sudo_minutes * 60.0)
-        return redirect(target)
-    lockout = context.limiter.failure(keys)
+        response = redirect(target)
+        _trust_device(response, context.limiter.success(attempt), context)
+        return response
+    lockout = context.limiter.failure(attempt)
     _audit_refusal(context, who.username, "rate_limited" if lockout else "bad_credentials")
     return _page("sudo.html", 401, error="wrong", next=target)

@@ -72,6 +72,14 @@ class WebContext:
     enrolment_drafts: Expiring[str] = field(default_factory=lambda: Expiring(ENROLMENT_S))
     # Passkey challenges (adding: keyed by login id; logging in: by a random id), two minutes.
     passkey_ceremonies: Expiring[Ceremony] = field(default_factory=lambda: Expiring(120.0))
+    # The setup code: limited per client only, so no one client can lock setup for everyone.
+    setup_limiter: LoginLimiter = field(
+        default_factory=lambda: LoginLimiter(max_client_failures=5, lock_accounts=False)
+    )
+    # A passkey nobody registered: per client only, like the setup code.
+    passkey_limiter: LoginLimiter = field(
+        default_factory=lambda: LoginLimiter(max_client_failures=20, lock_accounts=False)
+    )
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 

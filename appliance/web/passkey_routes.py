@@ -16,7 +16,13 @@ from flask import Blueprint, jsonify, redirect, request, url_for
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
-from appliance.web.auth import client_login_keys, login_keys, recheck, start_login
+from appliance.web.auth import (
+    client_login_keys,
+    login_keys,
+    recheck,
+    start_login,
+    trust_device,
+)
 from appliance.web.challenges import Expiring
 from appliance.web.context import web_context
 from appliance.web.passkeys import Ceremony, PasskeyError, parse_credential, rp_id_for
@@ -142,8 +148,8 @@ def login_options() -> Response | tuple[Response, int]:
 def login() -> Response | tuple[Response, int]:
     context = web_context()
     body = _body()
-    keys = client_login_keys()
-    wait = context.limiter.retry_after(keys)
+    client = client_login_keys()
+    wait = context.passkey_limiter.retry_after(client)
     if wait > 0:
         return _problem("locked", 429, int(wait) + 1)
     ceremony = _ceremonies().pop(str(body.get("ceremony", "")))
@@ -152,12 +158,16 @@ def login() -> Response | tuple[Response, int]:
     try:
         credential = parse_credential(body)
         username = context.passkeys.owner(credential)
-        if username is None:
-            raise PasskeyError("unknown passkey")
-        keys = login_keys(username)
-        wait = context.limiter.retry_after(keys)
-        if wait > 0:
-            return _problem("locked", 429, int(wait) + 1)
+    except PasskeyError:
+        username = None
+    if username is None:  # malformed, or a passkey nobody registered: counted per client
+        lockout = context.passkey_limiter.failure(client)
+        return _problem("locked" if lockout else "invalid", 429 if lockout else 403, int(lockout))
+    keys = login_keys(username)
+    wait = context.limiter.retry_after(keys)
+    if wait > 0:
+        return _problem("locked", 429, int(wait) + 1)
+    try:
         context.passkeys.authenticate(username, ceremony, credential)
     except PasskeyError:
         lockout = context.limiter.failure(keys)
@@ -165,8 +175,9 @@ def login() -> Response | tuple[Response, int]:
     user = context.services.users.user(username)
     if user is None:
         return _problem("invalid", 403)
-    context.limiter.success(keys)
+    device = context.limiter.success(keys)
     response = start_login(context, user, safe_next(str(body.get("next", "/"))), strong=True)
+    trust_device(response, device, context)
     # The script goes there itself; the login cookie rides on this answer.
     target = response.headers.pop("Location")
     response.status_code = 200

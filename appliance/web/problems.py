@@ -83,6 +83,17 @@ GENERIC_MESSAGES = {
 }
 
 
+# Errors whose text names what the caller sent (an id from the URL) or the appliance's insides
+# (a path, an errno): the client gets a fixed text instead, the same for everyone.
+FIXED_MESSAGES: tuple[tuple[type[BaseException], str], ...] = (
+    (WorkspaceFullError, "The photo workspace is full: finish other sessions, then try again."),
+    (SessionNotFoundError, "No live session with that id (sessions are wiped when they end)."),
+    (ItemNotFoundError, "Not in this session (or no longer: sessions are wiped when they end)."),
+    (BlobNotFoundError, "Not in this session (or no longer: sessions are wiped when they end)."),
+    (AuditError, "The audit log cannot be written: the appliance is refusing work until it can."),
+)
+
+
 class WebError(HTTPException):
     """A refusal from this package, with a message safe to show."""
 
@@ -116,8 +127,18 @@ def status_for(error: ApplianceError) -> int:
     return 503 if isinstance(error, RuntimeError | OSError) else 400
 
 
+def public_message(error: ApplianceError) -> str:
+    """The text a client may see for ``error``."""
+    for kind, message in FIXED_MESSAGES:
+        if isinstance(error, kind):
+            return message
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # without the "[Errno 28]" that str() puts in front
+    return str(error)
+
+
 def _appliance_error(error: ApplianceError) -> Response:
-    return error_response(status_for(error), _slug(type(error).__name__), str(error))
+    return error_response(status_for(error), _slug(type(error).__name__), public_message(error))
 
 
 def _http_error(error: HTTPException) -> Response:

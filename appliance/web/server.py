@@ -1,10 +1,12 @@
 """The production servers, in process: HTTPS for everything, plain HTTP for the CA only.
 
-HTTPS is cheroot's thread-pooled WSGI server with the built-in SSL adapter, handed an
-``ssl.SSLContext`` whose minimum version is TLS 1.3 (a TLS 1.2 client fails the handshake).
-Request headers and bodies are capped, sockets time out, and the server certificate is checked
-every few minutes: when the LAN addresses change, a new one is issued and loaded into the live
-context, so new connections get it without a restart.
+Both run on :class:`~appliance.web.httpd.HttpServer` (an asyncio front, worker threads for
+Flask; docs/web-server.md says why), HTTPS with an ``ssl.SSLContext`` whose minimum version is
+TLS 1.3 (a TLS 1.2 client fails the handshake). Slow and idle clients hold no thread: requests
+run only once complete, under a whole-request deadline, with connections capped per client
+address and in total (:class:`~appliance.web.httpd.ServerLimits`). The server certificate is
+checked every few minutes: when the LAN addresses change, a new one is issued and loaded into
+the live context, so new connections get it without a restart.
 
 The plain-HTTP port serves only ``/ca.crt`` and the ``/ca`` install page (fingerprint included)
 and redirects everything else to HTTPS: a tablet needs it exactly once, to trust the CA.
@@ -12,21 +14,22 @@ and redirects everything else to HTTPS: a tablet needs it exactly once, to trust
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 import threading
 from typing import Any
 
-from cheroot.ssl.builtin import BuiltinSSLAdapter
-from cheroot.wsgi import Server
 from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, g, redirect, render_template, request
 
 from appliance.web.app import create_app
+from appliance.web.httpd import HttpServer, ServerLimits
 from appliance.web.i18n import LANGUAGES, negotiate, translate
 from appliance.web.public import ca_pem_response
 from appliance.web.security import SECURITY_HEADERS
 from appliance.web.services import WebServices
+from appliance.web.settings import WebSettings
 from appliance.web.tls import (
     IPAddress,
     ca_certificate,
@@ -38,9 +41,28 @@ from appliance.web.tls import (
 
 logger = logging.getLogger(__name__)
 
-MAX_HEADER_BYTES = 16 * 1024
-SOCKET_TIMEOUT_S = 30
 CERT_CHECK_S = 600.0
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload at the limit
+
+
+def https_limits(settings: WebSettings) -> ServerLimits:
+    """The HTTPS port's limits from the web settings (upload size, worker threads)."""
+    return ServerLimits(
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        body_budget_bytes=3 * settings.max_upload_bytes,
+        workers=settings.server_threads,
+    )
+
+
+def ca_port_limits(limits: ServerLimits) -> ServerLimits:
+    """The CA port serves two small files: tiny bodies, two workers, fewer connections."""
+    return dataclasses.replace(
+        limits,
+        max_body_bytes=4096,
+        body_budget_bytes=256 * 1024,
+        workers=2,
+        max_connections=min(limits.max_connections, 64),
+    )
 
 
 def create_ca_app(services: WebServices, https_port: int) -> Flask:
@@ -120,6 +142,7 @@ class WebServer:
         hostname: str | None = None,
         addresses: list[IPAddress] | None = None,
         cert_check_s: float = CERT_CHECK_S,
+        limits: ServerLimits | None = None,
     ) -> None:
         web = services.config.web
         self.services = services
@@ -130,19 +153,20 @@ class WebServer:
         self.hostname = hostname
         self.addresses = addresses
         self.cert_check_s = cert_check_s
-        self._https: Server | None = None
-        self._http: Server | None = None
+        self.limits = limits if limits is not None else https_limits(services.settings)
+        self._https: HttpServer | None = None
+        self._http: HttpServer | None = None
         self._context: ssl.SSLContext | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
     def https_port(self) -> int:
-        return int(self._https.bind_addr[1]) if self._https else self._port
+        return self._https.port if self._https else self._port
 
     @property
     def http_port(self) -> int:
-        return int(self._http.bind_addr[1]) if self._http else self._http_port
+        return self._http.port if self._http else self._http_port
 
     def _refresh_certificate(self) -> bool:
         state_dir = self.services.config.state_dir
@@ -166,45 +190,30 @@ class WebServer:
     def start(self) -> None:
         state_dir = self.services.config.state_dir
         self._refresh_certificate()
-        files = tls_files(state_dir)
         self._context = server_context(state_dir)
-        adapter = BuiltinSSLAdapter(str(files.server_cert), str(files.server_key))
-        adapter.context = self._context
-        settings = self.services.settings
-        https = Server(
-            (self.bind, self._port),
+        self._https = HttpServer(
             self.app,
-            numthreads=settings.server_threads,
-            server_name="appliance",
-            request_queue_size=32,
-            timeout=SOCKET_TIMEOUT_S,
-            shutdown_timeout=5,
+            bind=self.bind,
+            port=self._port,
+            limits=self.limits,
+            tls=self._context,
+            name="https",
         )
-        https.ssl_adapter = adapter
-        https.max_request_header_size = MAX_HEADER_BYTES
-        https.max_request_body_size = settings.max_upload_bytes + 64 * 1024
-        https.prepare()
-        self._https = https
-        http = Server(
-            (self.bind, self._http_port),
+        self._http = HttpServer(
             create_ca_app(self.services, self.https_port),
-            numthreads=2,
-            server_name="appliance",
-            timeout=10,
-            shutdown_timeout=2,
+            bind=self.bind,
+            port=self._http_port,
+            limits=ca_port_limits(self.limits),
+            tls=None,
+            name="http-ca",
         )
-        http.max_request_header_size = MAX_HEADER_BYTES
-        http.max_request_body_size = 4096
-        http.prepare()
-        self._http = http
-        for name, target in (
-            ("web-https", https.serve),
-            ("web-http-ca", http.serve),
-            ("web-cert-check", self._watch_certificate),
-        ):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._https.start()
+        self._http.start()
+        thread = threading.Thread(
+            target=self._watch_certificate, name="web-cert-check", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
         logger.info("web: https on %d, CA page on http %d", self.https_port, self.http_port)
         self._announce_setup()
 

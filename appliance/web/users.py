@@ -119,7 +119,7 @@ def _check_secret(role: Role, secret: str) -> None:
 
 def _check_role(role: str) -> Role:
     if role not in ROLES:
-        raise CredentialError(f"unknown role {role!r}: use admin or operator")
+        raise CredentialError("unknown role: use admin or operator")
     return role
 
 
@@ -211,7 +211,7 @@ class UserStore:
                 "starting with a letter"
             )
         if username in data["users"]:
-            raise CredentialError(f"there is already a user {username}")
+            raise CredentialError("there is already a user with that name")
         _check_secret(checked_role, secret)
         created = int(self._clock())
         data["users"][username] = {
@@ -245,7 +245,7 @@ class UserStore:
         with self._changing() as data:
             found = data["users"].get(username)
             if found is None:
-                raise CredentialError(f"there is no user {username}")
+                raise CredentialError("there is no user with that name")
             _check_secret(found["role"], secret)
             found["hash"] = hash_secret(secret)
 
@@ -272,7 +272,7 @@ class UserStore:
         with self._changing() as data:
             found = data["users"].get(username)
             if found is None:
-                raise CredentialError(f"there is no user {username}")
+                raise CredentialError("there is no user with that name")
             admins = [n for n, u in data["users"].items() if u["role"] == "admin"]
             if found["role"] == "admin" and admins == [username]:
                 raise CredentialError("the last admin cannot be removed")
