@@ -109,6 +109,9 @@ class WebConfig(_Section):
     bind: str = "0.0.0.0"  # noqa: S104 - the tablet reaches it over the studio LAN
     port: int = Field(default=8443, ge=1, le=65535)
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # The host name or address phones and kiosks are sent to (links, QR codes, redirects);
+    # empty: the bound address, else the first LAN address. Never taken from a request.
+    public_host: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.:-]*$")
 
 
 class ProductConfig(_Section):

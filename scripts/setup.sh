@@ -59,5 +59,6 @@ fi
 
 # The pinned models and sample portraits, fetched and verified by sha256 (no-op when present).
 "$venv/bin/appliance" models fetch >/dev/null
+"$venv/bin/appliance" js fetch >/dev/null  # @noble/ciphers for the customer's download page
 "$venv/bin/appliance" samples fetch --dir "$root/samples" >/dev/null
 log "ready ($profile)"

@@ -115,7 +115,14 @@ def remove_user(username: str) -> Response | tuple[str, int]:
 
 
 def _tokens_page(code: int = 200, **values: Any) -> tuple[str, int]:
-    return _page("admin/tokens.html", code, tokens=web_context().services.users.tokens(), **values)
+    context = web_context()
+    return _page(
+        "admin/tokens.html",
+        code,
+        tokens=context.services.users.tokens(),
+        kiosks=context.kiosks.kiosks(),
+        **values,
+    )
 
 
 @bp.route("/tokens")

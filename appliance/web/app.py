@@ -18,9 +18,10 @@ from typing import IO, Any, cast
 from flask import Flask, Request, Response, g, request
 from werkzeug.formparser import FormDataParser
 
-from appliance.web import admin, api, auth, problems, public, security, ui
+from appliance.web import admin, api, auth, kiosk, problems, public, security, ui
 from appliance.web.context import Defaults, DefaultsStore, WebContext
 from appliance.web.i18n import LANG_COOKIE, LANGUAGES, js_messages, negotiate, translate
+from appliance.web.kiosks import KioskStore
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.services import WebServices
 
@@ -117,6 +118,7 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
         settings=settings,
         logins=LoginSessions(settings.inactivity_logout_min * 60.0),
         limiter=LoginLimiter(),
+        kiosks=KioskStore(services.config.state_dir),
         defaults=DefaultsStore(
             services.config.state_dir,
             Defaults(spec=product.default_spec, paper=product.default_paper),
@@ -134,7 +136,7 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
     app.after_request(_remember_language)
     app.context_processor(_template_globals)
     problems.install(app)
-    for blueprint in (public.bp, auth.bp, ui.bp, admin.bp, api.bp):
+    for blueprint in (public.bp, auth.bp, ui.bp, kiosk.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
     _public_static(app)
     return app

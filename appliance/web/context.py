@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.statefiles import write_private
 from appliance.studio import Desk
+from appliance.web.addresses import PublicAddress, choose_host
+from appliance.web.kiosks import KioskStore
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.services import WebServices
 from appliance.web.settings import WebSettings
@@ -59,13 +61,23 @@ class WebContext:
     logins: LoginSessions
     limiter: LoginLimiter
     defaults: DefaultsStore
+    kiosks: KioskStore
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Set by the WebServer once it listens; until then (test clients) from the config.
+    public_address: PublicAddress | None = None
 
     @property
-    def desk(self) -> Desk:
-        """What the customer screen shows: the session the booth works on now."""
-        return self.services.actions.desk
+    def address(self) -> PublicAddress:
+        if self.public_address is None:
+            web = self.services.config.web
+            host = choose_host(web.public_host, web.bind)
+            self.public_address = PublicAddress(host, web.port, web.http_port)
+        return self.public_address
+
+    def desk(self, desk_id: str) -> Desk:
+        """What a desk's customer screen shows: the session that desk works on now."""
+        return self.services.actions.desk_for(desk_id)
 
 
 def web_context() -> WebContext:

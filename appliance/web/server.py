@@ -6,8 +6,9 @@ Request headers and bodies are capped, sockets time out, and the server certific
 every few minutes: when the LAN addresses change, a new one is issued and loaded into the live
 context, so new connections get it without a restart.
 
-The plain-HTTP port serves only ``/ca.crt`` and the ``/ca`` install page (fingerprint included)
-and redirects everything else to HTTPS: a tablet needs it exactly once, to trust the CA.
+The plain-HTTP port serves ``/ca.crt`` and the ``/ca`` install page (fingerprint included), the
+customers' end-to-end sealed downloads (their phones do not trust the CA, and see only
+ciphertext), and redirects everything else to HTTPS at the configured host.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -22,6 +24,8 @@ from cheroot.wsgi import Server
 from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, g, redirect, render_template, request
 
+from appliance.web import customer
+from appliance.web.addresses import PublicAddress, choose_host
 from appliance.web.app import create_app
 from appliance.web.i18n import LANGUAGES, negotiate, translate
 from appliance.web.public import ca_pem_response
@@ -32,6 +36,7 @@ from appliance.web.tls import (
     ca_certificate,
     ensure_certificates,
     fingerprint,
+    lan_addresses,
     server_context,
     tls_files,
 )
@@ -43,20 +48,23 @@ SOCKET_TIMEOUT_S = 30
 CERT_CHECK_S = 600.0
 
 
-def create_ca_app(services: WebServices, https_port: int) -> Flask:
-    """The plain-HTTP app: the CA certificate, its install page, and redirects to HTTPS."""
+def create_ca_app(services: WebServices, address: Callable[[], PublicAddress]) -> Flask:
+    """The plain-HTTP app: the CA certificate, its install page, the customers' sealed
+    downloads (appliance.web.customer), and redirects to HTTPS at the configured host (never
+    the request's Host header)."""
     app = Flask("appliance.web.app", static_folder=None)
     state_dir = services.config.state_dir
 
     def https_url(path: str) -> str:
-        host = request.host
-        host = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
-        return f"https://{host}:{https_port}{path}"
+        return address().https(path)
 
     @app.before_request
     def language() -> None:
+        asked = request.args.get("lang")
         g.lang = negotiate(
-            request.cookies.get("lang"), request.accept_languages, services.settings.language
+            asked or request.cookies.get("lang"),
+            request.accept_languages,
+            services.settings.language,
         )
 
     @app.context_processor
@@ -97,6 +105,8 @@ def create_ca_app(services: WebServices, https_port: int) -> Flask:
             stylesheet=False,
         )
         return page, 200
+
+    customer.install(app, services)
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
@@ -144,6 +154,12 @@ class WebServer:
     def http_port(self) -> int:
         return int(self._http.bind_addr[1]) if self._http else self._http_port
 
+    def public_address(self) -> PublicAddress:
+        """Where phones and kiosks are sent: config, else the bound address, else the LAN's."""
+        public_host = self.services.config.web.public_host
+        host = choose_host(public_host, self.bind, lambda: self.addresses or lan_addresses())
+        return PublicAddress(host, self.https_port, self.http_port)
+
     def _refresh_certificate(self) -> bool:
         state_dir = self.services.config.state_dir
         renewed = ensure_certificates(state_dir, hostname=self.hostname, addresses=self.addresses)
@@ -187,8 +203,8 @@ class WebServer:
         self._https = https
         http = Server(
             (self.bind, self._http_port),
-            create_ca_app(self.services, self.https_port),
-            numthreads=2,
+            create_ca_app(self.services, self.public_address),
+            numthreads=6,  # a phone opens a few connections at once for the download page
             server_name="appliance",
             timeout=10,
             shutdown_timeout=2,
@@ -197,6 +213,7 @@ class WebServer:
         http.max_request_body_size = 4096
         http.prepare()
         self._http = http
+        self.app.extensions["appliance"].public_address = self.public_address()
         for name, target in (
             ("web-https", https.serve),
             ("web-http-ca", http.serve),
