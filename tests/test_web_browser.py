@@ -1,5 +1,6 @@
 """A real browser over real TLS: Debian's Chromium, driven by Playwright, through the whole
-studio flow (first-boot setup, login, upload, ID photo, checks, print, customer link, finish).
+studio flow (first-boot setup, kiosk pairing, login, upload, ID photo, checks, print, the
+customer's sealed link on a phone that does not trust the CA, deletion on request, finish).
 
 Chromium trusts exactly our server key (``--ignore-certificate-errors-spki-list``) with HTTPS
 errors *not* ignored; that the certificate chains to the appliance CA is checked in Python.
@@ -12,9 +13,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
+from loopback_capture import LoopbackCapture, samples
 from web_helpers import (
     FakePrinter,
     Harness,
@@ -72,8 +75,73 @@ def live(
         close_harness(harness)
 
 
+def phone_flow(
+    playwright: Any,
+    link: str,
+    outputs: dict[str, bytes],
+    port: int,
+    shot: Any,
+    problems: list[str],
+    tmp_path: Path,
+) -> None:
+    """The customer's phone: its own Chromium, which does NOT trust the appliance CA and is not
+    told to ignore certificate errors, opens the QR code's URL, sees the photo, saves both files
+    and deletes the photos; a capture of the port shows no byte of any output in the clear."""
+    from playwright.sync_api import expect
+
+    phone_browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+    try:
+        phone = phone_browser.new_context(
+            ignore_https_errors=False,
+            viewport={"width": 390, "height": 844},
+            is_mobile=True,
+            has_touch=True,
+            accept_downloads=True,
+        )
+        phone.set_default_timeout(TIMEOUT_MS)
+        mobile = phone.new_page()
+        mobile.on("pageerror", lambda e: problems.append(str(e)))
+
+        def console(message: Any) -> None:
+            if message.type == "error":
+                problems.append(message.text)
+
+        mobile.on("console", console)
+        with LoopbackCapture(port, tmp_path / "phone.pcap") as capture:
+            response = mobile.goto(link)
+            assert response is not None and response.status == 200  # no interstitial
+            expect(mobile.locator("#d-ready")).to_be_visible()
+            mobile.wait_for_function("document.getElementById('d-photo').naturalWidth > 0")
+            assert "#" not in mobile.url  # the key left the address bar once used
+            shot(mobile, "13-customer-download")
+            saved = {}
+            for kind, button in (("digital", "#save-photo"), ("sheet", "#save-sheet")):
+                with mobile.expect_download() as download:
+                    mobile.click(button)
+                saved[kind] = Path(download.value.path()).read_bytes()
+            assert saved == {"digital": outputs["digital"], "sheet": outputs["sheet"]}
+            mobile.click("#delete-now")
+            expect(mobile.locator("#d-deleted")).to_contain_text("your photos are deleted")
+            shot(mobile, "13b-customer-deleted")
+            mobile.remove_listener("console", console)  # the 404 below is the point
+            mobile.goto(link.split("#", 1)[0])  # the link again: used and deleted
+            expect(mobile.locator("#gone")).to_be_visible()
+            shot(mobile, "16-customer-link-dead")
+        flows = capture.flows()
+        crossed = b"".join(flows.values())
+        assert b"GET /d/" in crossed and len(crossed) > len(outputs["sheet"])  # it saw the fetch
+        assert link.split("#", 1)[1].encode() not in crossed  # the key never crossed
+        for kind, data in outputs.items():
+            found = [block for block in samples(data) if block in crossed]
+            assert not found, f"{len(found)} plaintext blocks of the {kind} on the wire"
+    finally:
+        phone_browser.close()
+
+
 def test_studio_flow_in_chromium(
-    live: tuple[WebServer, Harness], sample_dir: Path, output_dir: Path
+    live: tuple[WebServer, Harness], sample_dir: Path, output_dir: Path, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -125,6 +193,31 @@ def test_studio_flow_in_chromium(
             expect(page.locator("#status-bar")).to_contain_text("Printer: ready")
             shot(page, "02-admin-devices")
 
+            # The admin pairs the customer screen: a code on the admin page, typed once there.
+            page.goto(base + "/admin/tokens")
+            page.fill("#pair-form input[name=name]", "Booth screen")
+            page.fill("#pair-form input[name=desk]", "booth")
+            page.click("#pair-form button[type=submit]")
+            expect(page.locator("#pair-code")).to_be_visible()
+            shot(page, "02a-admin-pair-kiosk")
+            pairing_code = page.locator("#pair-code").inner_text()
+            booth = browser.new_context(
+                ignore_https_errors=False, viewport={"width": 1024, "height": 768}
+            )
+            booth.set_default_timeout(TIMEOUT_MS)
+            kiosk = booth.new_page()
+            kiosk.on("pageerror", lambda e: problems.append(str(e)))
+            kiosk.goto(base + "/kiosk")
+            expect(kiosk).to_have_url(base + "/kiosk/pair")
+            kiosk.fill("#pair-code", pairing_code.lower())
+            shot(kiosk, "02b-kiosk-pair")
+            kiosk.click("button[type=submit]")
+            expect(kiosk).to_have_url(base + "/kiosk")
+            expect(kiosk.locator("#k-idle")).to_be_visible()
+            page.goto(base + "/admin/tokens")
+            expect(page.locator("#kiosks table")).to_contain_text("Booth screen")
+            shot(page, "02c-admin-tokens-and-kiosks")
+
             page.goto(base + "/admin/users")
             page.fill("form.grid input[name=username]", "olga")
             page.fill("form.grid input[name=secret]", "482913")
@@ -143,10 +236,8 @@ def test_studio_flow_in_chromium(
 
             page.click("#new-session")
             expect(page.locator("#step-consent")).to_be_visible()
-            kiosk = staff.new_page()
-            kiosk.on("pageerror", lambda e: problems.append(str(e)))
-            kiosk.goto(base + "/kiosk")
             expect(kiosk.locator("#k-consent")).to_be_visible()
+            expect(kiosk.locator("#privacy")).to_contain_text("never used to train models")
             shot(kiosk, "06-customer-consent")
             kiosk.click("#k-agree")
             expect(kiosk.locator("#k-capture")).to_be_visible()
@@ -181,30 +272,38 @@ def test_studio_flow_in_chromium(
             expect(page.locator("#qr-box")).to_be_visible()
             shot(page, "11-operator-deliver")
             link = page.locator("#link-url").inner_text()
-            assert link.startswith(base + "/d/")
+            address = urlsplit(link)
+            assert (address.scheme, address.port) == ("http", server.http_port) and address.fragment
             expect(kiosk.locator("#k-qr")).to_be_visible()
             shot(kiosk, "12-customer-qr")
+            session_id = harness.services.sessions.sessions()[0].session_id
+            product_id = harness.services.actions.desk_for("booth").product_id
+            assert product_id is not None
+            outputs = {
+                kind: harness.services.actions.read_item(session_id, product_id, kind)
+                for kind in ("digital", "sheet", "preview")
+            }
+            phone_flow(playwright, link, outputs, server.http_port, shot, problems, tmp_path)
+            assert harness.services.sessions.find(session_id) is None  # deleted from the phone
+            assert not list(harness.workspace_root.iterdir())
+            page.reload()  # the operator's page: the customer is gone
+            expect(page.locator("#session-line")).to_contain_text("No customer session.")
 
-            # The customer's phone: no login, its own browser context.
-            phone = browser.new_context(
-                ignore_https_errors=False, viewport={"width": 400, "height": 800}
-            )
-            phone.set_default_timeout(TIMEOUT_MS)
-            mobile = phone.new_page()
-            mobile.goto(link)
-            expect(mobile.locator("#download")).to_be_visible()
-            shot(mobile, "13-customer-download")
-            href = mobile.locator("#download").get_attribute("href")
-            fetched = mobile.evaluate(
-                """async (url) => {
-                    const response = await fetch(url);
-                    const bytes = new Uint8Array(await response.arrayBuffer());
-                    return [response.status, bytes.length, bytes[0], bytes[1]];
-                }""",
-                href,
-            )
-            assert fetched[0] == 200 and fetched[1] > 10_000 and fetched[2:] == [0xFF, 0xD8]
+            # The next customer deletes on the kiosk before any photo is taken.
+            page.click("#new-session")
+            expect(kiosk.locator("#k-consent")).to_be_visible()
+            kiosk.click("#k-delete")
+            expect(kiosk.locator("#k-confirm")).to_be_visible()
+            shot(kiosk, "16a-kiosk-delete-confirm")
+            kiosk.click("#k-delete-yes")
+            expect(kiosk.locator("#k-deleted")).to_be_visible()
+            shot(kiosk, "16b-kiosk-deleted")
+            assert not harness.services.sessions.sessions()
+            wiped = [e for e in harness.audit_events() if e["event"] == "session.wiped"]
+            assert [e["reason"] for e in wiped][-2:] == ["customer_request"] * 2
 
+            page.click("#new-session")
+            expect(page.locator("#step-consent")).to_be_visible()
             page.click("#finish")
             expect(page.locator("#confirm-finish")).to_be_visible()
             shot(page, "14-operator-confirm-finish")
@@ -212,13 +311,7 @@ def test_studio_flow_in_chromium(
             expect(page.locator("#message")).to_contain_text("Finished")
             expect(page.locator("#step-finish")).to_be_hidden()
             shot(page, "15-operator-finished")
-            sessions = harness.services.sessions.sessions()
-            assert all(s.state == "finished" for s in sessions)  # waits for the link only
-            for session in sessions:
-                harness.services.sessions.wipe(session.session_id, "operator")
-            mobile.goto(link)
-            assert "404" in mobile.content()
-            shot(mobile, "16-customer-link-dead")
+            assert not harness.services.sessions.sessions()
             kiosk.goto(base + "/kiosk?lang=de")
             expect(kiosk.locator("#k-idle")).to_contain_text("Willkommen")
             shot(kiosk, "17-customer-idle-german")
@@ -226,5 +319,5 @@ def test_studio_flow_in_chromium(
             browser.close()
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
     assert not problems, problems
-    assert len(list(output_dir.glob("*.png"))) == 17
+    assert len(list(output_dir.glob("*.png"))) == 23
     shutil.rmtree(harness.workspace_root, ignore_errors=True)
