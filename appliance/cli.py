@@ -88,10 +88,9 @@ def _cmd_samples(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_js(args: argparse.Namespace, config: Config) -> int:
-    from appliance.web.vendor_js import NOBLE_CIPHERS, default_js_dir, fetch, load_files
+    from appliance.web.vendor_js import NOBLE_CIPHERS, fetch, js_dir, load_files
 
-    del config
-    directory = args.dir or default_js_dir()
+    directory = args.dir or js_dir(config)
     if args.action == "fetch":
         fetch(directory, force=args.force)
     load_files(directory)

@@ -112,6 +112,8 @@ class WebConfig(_Section):
     # The host name or address phones and kiosks are sent to (links, QR codes, redirects);
     # empty: the bound address, else the first LAN address. Never taken from a request.
     public_host: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.:-]*$")
+    # How many times a customer's download link may be used (one use fetches both files).
+    link_uses: int = Field(default=1, ge=1, le=10)
 
 
 class ProductConfig(_Section):

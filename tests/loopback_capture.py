@@ -7,7 +7,9 @@ flow's reassembled payload for sampled blocks of each output file.
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -19,6 +21,15 @@ TCPDUMP = shutil.which("tcpdump") or "/usr/bin/tcpdump"
 LINKTYPE_ETHERNET, LINKTYPE_NULL, LINKTYPE_LINUX_SLL = 1, 0, 113
 
 
+def capture_unavailable() -> str:
+    """Why a capture cannot run here ("" when it can)."""
+    if not shutil.which("tcpdump"):
+        return "Debian's tcpdump is not installed (apt-get install tcpdump)"
+    if os.geteuid() != 0:
+        return "tcpdump -i lo needs root (or CAP_NET_RAW)"
+    return ""
+
+
 class LoopbackCapture:
     def __init__(self, port: int, path: Path) -> None:
         self.port = port
@@ -26,8 +37,8 @@ class LoopbackCapture:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LoopbackCapture:
-        command = [TCPDUMP, "-i", "lo", "-U", "-n", "-s", "0", "-w", str(self.path),
-                   "tcp", "port", str(self.port)]  # fmt: skip
+        command = [TCPDUMP, "-i", "lo", "--immediate-mode", "-U", "-n", "-s", "0",
+                   "-w", str(self.path), "tcp", "port", str(self.port)]  # fmt: skip
         self._process = subprocess.Popen(command, stderr=subprocess.PIPE)
         assert self._process.stderr is not None
         deadline = time.monotonic() + 15
@@ -39,9 +50,25 @@ class LoopbackCapture:
         return self
 
     def __exit__(self, *exc: object | TracebackType) -> None:
-        if self._process is not None:
+        if self._process is None:
+            return
+        try:
+            self._flush()
+        finally:
             self._process.terminate()
             self._process.wait(timeout=15)
+
+    def _flush(self) -> None:
+        """Wait until a marker connection made now is in the file: tcpdump writes in order, so
+        everything captured before it is written too."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as marker:
+            marker_port = marker.getsockname()[1]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if any(marker_port in ports for ports in self.flows()):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("tcpdump did not write the marker connection in 15 s")
 
     def flows(self) -> dict[tuple[int, int], bytes]:
         """TCP payload per (source port, destination port), in capture order."""
@@ -51,6 +78,8 @@ class LoopbackCapture:
         flows: dict[tuple[int, int], list[bytes]] = defaultdict(list)
         while offset + 16 <= len(data):
             included = struct.unpack("<I", data[offset + 8 : offset + 12])[0]
+            if offset + 16 + included > len(data):
+                break  # a record tcpdump is still writing
             packet = data[offset + 16 : offset + 16 + included]
             offset += 16 + included
             link = {LINKTYPE_ETHERNET: 14, LINKTYPE_NULL: 4, LINKTYPE_LINUX_SLL: 16}[linktype]

@@ -9,6 +9,7 @@ Screenshots of every screen go to test-output/.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
-from loopback_capture import LoopbackCapture, samples
+from loopback_capture import LoopbackCapture, capture_unavailable, samples
 from web_helpers import (
     FakePrinter,
     Harness,
@@ -83,7 +84,7 @@ def phone_flow(
     shot: Any,
     problems: list[str],
     tmp_path: Path,
-) -> None:
+) -> str:
     """The customer's phone: its own Chromium, which does NOT trust the appliance CA and is not
     told to ignore certificate errors, opens the QR code's URL, sees the photo, saves both files
     and deletes the photos; a capture of the port shows no byte of any output in the clear."""
@@ -109,7 +110,9 @@ def phone_flow(
                 problems.append(message.text)
 
         mobile.on("console", console)
-        with LoopbackCapture(port, tmp_path / "phone.pcap") as capture:
+        unavailable = capture_unavailable()
+        capture = LoopbackCapture(port, tmp_path / "phone.pcap")
+        with contextlib.nullcontext() if unavailable else capture:
             response = mobile.goto(link)
             assert response is not None and response.status == 200  # no interstitial
             expect(mobile.locator("#d-ready")).to_be_visible()
@@ -129,6 +132,8 @@ def phone_flow(
             mobile.goto(link.split("#", 1)[0])  # the link again: used and deleted
             expect(mobile.locator("#gone")).to_be_visible()
             shot(mobile, "16-customer-link-dead")
+        if unavailable:
+            return unavailable  # the caller finishes the flow, then says so
         flows = capture.flows()
         crossed = b"".join(flows.values())
         assert b"GET /d/" in crossed and len(crossed) > len(outputs["sheet"])  # it saw the fetch
@@ -136,6 +141,7 @@ def phone_flow(
         for kind, data in outputs.items():
             found = [block for block in samples(data) if block in crossed]
             assert not found, f"{len(found)} plaintext blocks of the {kind} on the wire"
+        return ""
     finally:
         phone_browser.close()
 
@@ -283,7 +289,9 @@ def test_studio_flow_in_chromium(
                 kind: harness.services.actions.read_item(session_id, product_id, kind)
                 for kind in ("digital", "sheet", "preview")
             }
-            phone_flow(playwright, link, outputs, server.http_port, shot, problems, tmp_path)
+            no_capture = phone_flow(
+                playwright, link, outputs, server.http_port, shot, problems, tmp_path
+            )
             assert harness.services.sessions.find(session_id) is None  # deleted from the phone
             assert not list(harness.workspace_root.iterdir())
             page.reload()  # the operator's page: the customer is gone
@@ -321,3 +329,5 @@ def test_studio_flow_in_chromium(
     assert not problems, problems
     assert len(list(output_dir.glob("*.png"))) == 23
     shutil.rmtree(harness.workspace_root, ignore_errors=True)
+    if no_capture:
+        pytest.skip(f"the whole flow passed; the no-plaintext capture could not run: {no_capture}")

@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from web_helpers import ADMIN, ADMIN_PASSWORD, Harness, open_link
+from web_helpers import ADMIN, ADMIN_PASSWORD, Harness, close_harness, make_harness, open_link
 
+from appliance.config import Config
+from appliance.session import WipeReason
 from appliance.web.sealed import b64url
+from appliance.web.settings import WebSettings
 
 API = "/api/v1/sessions"
 EVIL = {"Host": "evil.example"}
@@ -96,7 +99,7 @@ def test_the_sealed_link_is_ciphertext_one_use_and_dies_at_the_wipe(
     # A wrong deletion secret does nothing; the session is still there.
     wrong = customer.post(path + "/delete", data=b64url(b"\x00" * 32))
     assert wrong.status_code == 404 and studio.services.sessions.find(session_id) is not None
-    studio.services.sessions.wipe(session_id, "operator")
+    studio.services.sessions.wipe(session_id, WipeReason.OPERATOR)
     assert customer.post(path + "/delete", data=b64url(secret)).status_code == 404
 
 
@@ -185,3 +188,13 @@ def test_the_privacy_notice_follows_the_live_config(web: Harness) -> None:
     )
     for text in expected:
         assert text in german, text
+
+
+def test_the_pages_say_the_configured_number_of_uses(config: Config, tmp_path: Path) -> None:
+    harness = make_harness(config, tmp_path, settings=WebSettings(link_uses=2))
+    try:
+        kiosk, _ = harness.pair_kiosk()
+        page = kiosk.get("/kiosk?lang=en").get_data(as_text=True)
+        assert "works 2 times, for 10 minutes" in page and "works once" not in page
+    finally:
+        close_harness(harness)

@@ -16,11 +16,12 @@ from importlib import resources
 
 from flask import Blueprint, Response, current_app, render_template, request
 
+from appliance.config import Config
 from appliance.session.state import LinkInvalidError
 from appliance.web.privacy import privacy_notice
 from appliance.web.sealed import b64url_decode
 from appliance.web.services import WebServices
-from appliance.web.vendor_js import FIX_COMMAND, VendorJsError, default_js_dir, load_files
+from appliance.web.vendor_js import FIX_COMMAND, VendorJsError, js_dir, load_files
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ class CustomerFiles:
     problem: str = ""
 
     @classmethod
-    def load(cls) -> CustomerFiles:
+    def load(cls, config: Config) -> CustomerFiles:
         static = resources.files("appliance.web").joinpath("static")
         own = {name: static.joinpath(name).read_bytes() for name in _OWN_FILES}
         try:
-            vendor = load_files(default_js_dir())
+            vendor = load_files(js_dir(config))
         except VendorJsError as error:
             logger.error("customer downloads cannot decrypt on phones: %s", error)
             return cls(own, {}, f"run `{FIX_COMMAND}` on the appliance")
@@ -141,5 +142,5 @@ def install(app: object, services: WebServices) -> None:
 
     assert isinstance(app, Flask)
     app.extensions["customer_services"] = services
-    app.extensions["customer_files"] = CustomerFiles.load()
+    app.extensions["customer_files"] = CustomerFiles.load(services.config)
     app.register_blueprint(bp)

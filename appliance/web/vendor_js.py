@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.config import default_cache_dir, default_models_dir
+from appliance.config import Config, default_cache_dir
 from appliance.errors import ApplianceError
 
 FIX_COMMAND = "appliance js fetch"
@@ -70,10 +70,11 @@ NOBLE_CIPHERS = NpmPackage(
 )
 
 
-def default_js_dir() -> Path:
-    """Beside the models: ``~/.local/share/appliance/js`` (``APPLIANCE_JS_DIR`` overrides)."""
+def js_dir(config: Config) -> Path:
+    """Beside the models (``~/.local/share/appliance/js``, ``/opt/appliance/js`` in the SD
+    image); ``APPLIANCE_JS_DIR`` overrides."""
     override = os.environ.get("APPLIANCE_JS_DIR")
-    return Path(override) if override else default_models_dir().parent / "js"
+    return Path(override) if override else config.inference.models_dir.parent / "js"
 
 
 def _sha256(data: bytes) -> str:
