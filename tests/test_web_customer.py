@@ -198,3 +198,22 @@ def test_the_pages_say_the_configured_number_of_uses(config: Config, tmp_path: P
         assert "works 2 times, for 10 minutes" in page and "works once" not in page
     finally:
         close_harness(harness)
+
+
+def test_the_kiosk_consents_and_captures_for_its_own_desk_only(studio: Harness) -> None:
+    kiosk, kiosk_id = studio.pair_kiosk("desk-a")
+    token = studio.kiosk_csrf(kiosk)
+    headers = {"X-CSRF-Token": token}
+    assert kiosk.post("/kiosk/consent", headers=headers).status_code == 409  # no customer yet
+    studio.services.actions.start("system", "desk-b")  # another desk's customer
+    assert kiosk.post("/kiosk/consent", headers=headers).status_code == 409
+    session = studio.services.actions.start("system", "desk-a")
+    assert kiosk.post("/kiosk/consent", headers=headers).get_json() == {"state": "capturing"}
+    response = kiosk.post("/kiosk/capture", headers=headers)
+    assert response.status_code == 201
+    assert list(studio.services.sessions.get(session.session_id).photos) == [
+        response.get_json()["photo_id"]
+    ]
+    assert studio.camera is not None and studio.camera.captures == 1  # type: ignore[attr-defined]
+    actors = {e["actor"] for e in studio.audit_events() if e["event"] == "session.state"}
+    assert f"kiosk:{kiosk_id}" in actors
