@@ -66,7 +66,7 @@ class LoginRequired(Unauthorized):
 
 @dataclass(frozen=True)
 class Identity:
-    actor: str  # audit actor: staff:<username> or api-token:<id>
+    actor: str  # audit actor: staff:<username>, api-token:<id> or kiosk:<id>
     role: str
     username: str | None
     login: Login | None  # None for API tokens and kiosks
