@@ -92,3 +92,15 @@ def test_the_pinned_library_is_installed_beside_the_models(config: Config) -> No
     assert b"chacha20poly1305" in files["chacha.js"]
     other = Config(inference=InferenceConfig(models_dir=Path("/opt/appliance/models")))
     assert js_dir(other) == Path("/opt/appliance/js")
+
+
+def test_doctor_says_whether_the_phone_can_decrypt(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.web.vendor_js import doctor_rows
+
+    [row] = list(doctor_rows(config))
+    assert row.status == "ok" and "sha256 verified" in row.detail
+    monkeypatch.setenv("APPLIANCE_JS_DIR", str(tmp_path))
+    [row] = list(doctor_rows(config))
+    assert row.status == "fail" and "appliance js fetch" in row.detail

@@ -21,9 +21,15 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.config import Config, default_cache_dir
 from appliance.errors import ApplianceError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from appliance.doctor import DoctorRow
 
 FIX_COMMAND = "appliance js fetch"
 
@@ -156,3 +162,17 @@ def fetch(directory: Path, cache: Path | None = None, *, force: bool = False,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def doctor_rows(config: Config) -> Iterator[DoctorRow]:
+    """`appliance doctor`: whether the customer's download page can decrypt on a phone."""
+    from appliance.doctor import DoctorRow
+
+    directory = js_dir(config)
+    try:
+        load_files(directory)
+    except VendorJsError as error:
+        yield DoctorRow("customer page script", "fail", str(error))
+        return
+    detail = f"{NOBLE_CIPHERS.spec}, sha256 verified ({directory / NOBLE_CIPHERS.directory_name})"
+    yield DoctorRow("customer page script", "ok", detail)
