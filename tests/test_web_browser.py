@@ -331,3 +331,63 @@ def test_studio_flow_in_chromium(
     shutil.rmtree(harness.workspace_root, ignore_errors=True)
     if no_capture:
         pytest.skip(f"the whole flow passed; the no-plaintext capture could not run: {no_capture}")
+
+
+def test_without_its_cipher_library_the_phone_says_so_and_gets_no_photo(
+    config: Config,
+    tmp_path: Path,
+    web_pipeline: Any,
+    sample_dir: Path,
+    output_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`appliance js fetch` never ran: the page cannot decrypt, says so, and nothing falls
+    back to plaintext (the bundle it fetched, if any, is ciphertext)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("APPLIANCE_JS_DIR", str(tmp_path / "no-js"))
+    harness = make_harness(config, tmp_path, pipeline=web_pipeline, printer=FakePrinter())
+    harness.staff()
+    server = WebServer(
+        harness.services, bind="127.0.0.1", port=0, http_port=0, hostname="studio", addresses=[]
+    )
+    server.start()
+    try:
+        headers = harness.bearer()
+        client = server.app.test_client()  # the served app: it knows the ports it listens on
+        client.environ_base["wsgi.url_scheme"] = "https"
+        api = "/api/v1/sessions"
+        session_id = client.post(api, headers=headers).get_json()["id"]
+        client.post(f"{api}/{session_id}/consent", headers=headers)
+        photo_id = client.post(
+            f"{api}/{session_id}/photos",
+            data=jpeg_of(sample_dir / "astronaut.png"),
+            content_type="image/jpeg",
+            headers=headers,
+        ).get_json()["photo_id"]
+        product_id = client.post(
+            f"{api}/{session_id}/photos/{photo_id}/products", json={}, headers=headers
+        ).get_json()["product_id"]
+        link = client.post(
+            f"{api}/{session_id}/download-link", json={"product_id": product_id}, headers=headers
+        ).get_json()["url"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+                mobile = phone.new_page()
+                mobile.goto(link)
+                expect(mobile.locator("#d-status")).to_contain_text(
+                    "could not load its decryption script", timeout=TIMEOUT_MS
+                )
+                expect(mobile.locator("#d-ready")).to_be_hidden()
+                mobile.screenshot(path=str(output_dir / "customer-no-cipher-library.png"))
+            finally:
+                browser.close()
+        # The link was not used: the studio can fix the set-up and the customer retry.
+        assert harness.services.sessions.link_is_valid(urlsplit(link).path.rsplit("/", 1)[1])
+    finally:
+        server.stop()
+        close_harness(harness)

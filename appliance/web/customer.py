@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__)
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
-_OWN_FILES = ("download.js", "style.css")
+_OWN_FILES = ("download.js", "download-check.js", "style.css")
 _TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 
