@@ -323,11 +323,23 @@ def test_studio_flow_in_chromium(
             kiosk.goto(base + "/kiosk?lang=de")
             expect(kiosk.locator("#k-idle")).to_contain_text("Willkommen")
             shot(kiosk, "17-customer-idle-german")
+
+            # The admin revokes the kiosk: its next poll is refused and it asks to pair again.
+            page.click("header form button")  # the operator logs out, the admin logs in
+            page.fill("input[name=username]", "boss")
+            page.fill("input[name=password]", "a long admin password")
+            page.click("button[type=submit]")
+            expect(page).to_have_url(base + "/")
+            page.goto(base + "/admin/tokens")
+            page.click("#kiosks form.inline button[type=submit]")
+            expect(page.locator("#kiosks table")).not_to_contain_text("Booth screen")
+            expect(kiosk).to_have_url(base + "/kiosk/pair")
+            shot(kiosk, "18-kiosk-revoked-pairs-again")
         finally:
             browser.close()
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
     assert not problems, problems
-    assert len(list(output_dir.glob("*.png"))) == 23
+    assert len(list(output_dir.glob("*.png"))) == 24
     shutil.rmtree(harness.workspace_root, ignore_errors=True)
     if no_capture:
         pytest.skip(f"the whole flow passed; the no-plaintext capture could not run: {no_capture}")
