@@ -21,6 +21,7 @@ from werkzeug.routing import Rule
 
 from appliance.config import Config
 from appliance.web.app import create_app
+from appliance.web.kiosks import PAIR_FAILURES
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.security import CONTENT_SECURITY_POLICY, safe_next
 from appliance.web.services import WebServices
@@ -196,10 +197,15 @@ def test_pairing_codes_work_once_and_wrong_ones_lock_out(web: Harness) -> None:
         client.status = response.status_code  # type: ignore[attr-defined]
     assert (first.status, second.status) == (302, 403)  # type: ignore[attr-defined]
     token = web.csrf(second, "/kiosk/pair")
-    limiter = web.app.extensions["appliance"].limiter
+    # The spent code was its first failure; PAIR_FAILURES in all lock this address out.
     codes = [second.post("/kiosk/pair", data={"code": "AAAA-AAAA", "csrf_token": token})
-             for _ in range(limiter.max_failures)]  # fmt: skip
-    assert codes[-1].status_code == 429
+             for _ in range(PAIR_FAILURES - 1)]  # fmt: skip
+    assert [c.status_code for c in codes] == [403] * (PAIR_FAILURES - 1)
+    assert second.post("/kiosk/pair", data={"code": "x", "csrf_token": token}).status_code == 429
+    # Locked out: even a right code waits (from this address).
+    fresh = kiosks.new_pairing_code("Back desk", "booth")
+    response = second.post("/kiosk/pair", data={"code": fresh, "csrf_token": token})
+    assert response.status_code == 429 and "Try again in" in response.get_data(as_text=True)
     assert [e["event"] for e in web.audit_events()] == ["kiosk.paired"]
 
 

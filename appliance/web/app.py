@@ -21,7 +21,6 @@ from werkzeug.formparser import FormDataParser
 from appliance.web import admin, api, auth, kiosk, problems, public, security, ui
 from appliance.web.context import Defaults, DefaultsStore, WebContext
 from appliance.web.i18n import LANG_COOKIE, LANGUAGES, js_messages, negotiate, translate
-from appliance.web.kiosks import KioskStore
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.services import WebServices
 
@@ -118,7 +117,6 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
         settings=settings,
         logins=LoginSessions(settings.inactivity_logout_min * 60.0),
         limiter=LoginLimiter(),
-        kiosks=KioskStore(services.config.state_dir),
         defaults=DefaultsStore(
             services.config.state_dir,
             Defaults(spec=product.default_spec, paper=product.default_paper),

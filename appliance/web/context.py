@@ -6,6 +6,7 @@ every test builds its own app with its own state.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import threading
@@ -61,11 +62,15 @@ class WebContext:
     logins: LoginSessions
     limiter: LoginLimiter
     defaults: DefaultsStore
-    kiosks: KioskStore
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     # Set by the WebServer once it listens; until then (test clients) from the config.
     public_address: PublicAddress | None = None
+
+    @functools.cached_property
+    def kiosks(self) -> KioskStore:
+        """Paired customer screens (one store per app: it holds the live pairing codes)."""
+        return KioskStore(self.services.config.state_dir)
 
     @property
     def address(self) -> PublicAddress:

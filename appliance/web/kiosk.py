@@ -134,16 +134,14 @@ def pair() -> BaseResponse | tuple[str, int]:
     context = web_context()
     if request.method == "GET":
         return render_template("kiosk_pair.html"), 200
-    keys = [f"kiosk-pair:{request.remote_addr or 'unknown'}"]
-    wait = context.limiter.retry_after(keys)
+    client = request.remote_addr or "unknown"
+    wait = context.kiosks.retry_after(client)
     if wait > 0:
         return render_template("kiosk_pair.html", error="locked", wait_s=int(wait) + 1), 429
     try:
-        kiosk, credential = context.kiosks.pair(request.form.get("code", "")[:32])
+        kiosk, credential = context.kiosks.pair(request.form.get("code", "")[:32], client)
     except PairingError:
-        context.limiter.failure(keys)
         return render_template("kiosk_pair.html", error="code"), 403
-    context.limiter.success(keys)
     context.services.audit.record("kiosk.paired", actor=f"kiosk:{kiosk.kiosk_id}")
     response = redirect(url_for(".kiosk"))
     response.set_cookie(

@@ -29,6 +29,8 @@ from appliance.studio import DEFAULT_DESK
 KIOSK_PREFIX = "kio_"
 DESK = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 PAIRING_S = 600.0
+# Wrong pairing codes per client address: this many, then a lockout that doubles each time.
+PAIR_FAILURES, PAIR_LOCKOUT_S, PAIR_MAX_LOCKOUT_S = 5, 60.0, 900.0
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 
 
@@ -82,6 +84,7 @@ class KioskStore:
         self._clock = clock
         self._codes: dict[str, tuple[str, str, float]] = {}  # sha256(code) -> name, desk, until
         self._codes_lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # client -> failures, locked until
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -103,12 +106,34 @@ class KioskStore:
             self._codes[_digest(code)] = (label, check_desk(desk), now + PAIRING_S)
         return f"{code[:4]}-{code[4:]}"
 
-    def pair(self, code: str) -> tuple[Kiosk, str]:
-        """Spend a pairing code; returns the new kiosk and its credential (never stored)."""
+    def retry_after(self, client: str) -> float:
+        """Seconds until ``client`` may try a pairing code again (0: now)."""
+        with self._codes_lock:
+            _, until = self._failures.get(client, (0, 0.0))
+        return max(0.0, until - self._clock())
+
+    def _failed(self, client: str) -> None:
+        with self._codes_lock:
+            count, _ = self._failures.get(client, (0, 0.0))
+            count += 1
+            until = 0.0
+            if count >= PAIR_FAILURES:
+                lockout = PAIR_LOCKOUT_S * 2 ** (count - PAIR_FAILURES)
+                until = self._clock() + min(lockout, PAIR_MAX_LOCKOUT_S)
+            if len(self._failures) > 4096:  # bounded: forget the oldest clients
+                self._failures.pop(next(iter(self._failures)))
+            self._failures[client] = (count, until)
+
+    def pair(self, code: str, client: str = "") -> tuple[Kiosk, str]:
+        """Spend a pairing code; returns the new kiosk and its credential (never stored).
+        Wrong codes count against ``client`` (its address): see :meth:`retry_after`."""
         with self._codes_lock:
             found = self._codes.pop(_digest(normalise_code(code)), None)
         if found is None or found[2] <= self._clock():
+            self._failed(client)
             raise PairingError("wrong or expired pairing code: ask an admin for a new one")
+        with self._codes_lock:
+            self._failures.pop(client, None)
         name, desk, _ = found
         credential = KIOSK_PREFIX + secrets.token_urlsafe(32)
         kiosk = Kiosk(secrets.token_hex(4), name, desk, int(self._clock()))
