@@ -162,7 +162,7 @@ class Harness:
         from appliance.web.server import create_ca_app
 
         context = self.app.extensions["appliance"]
-        app = create_ca_app(self.services, lambda: context.address)
+        app = create_ca_app(self.services, context.address.https_port)
         app.config["TESTING"] = True
         return app.test_client()
 

@@ -64,7 +64,7 @@ class WebContext:
     defaults: DefaultsStore
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    # Set by the WebServer once it listens; until then (test clients) from the config.
+    # Without a WebServer (test clients): from the config, chosen once.
     public_address: PublicAddress | None = None
 
     @functools.cached_property
@@ -74,6 +74,8 @@ class WebContext:
 
     @property
     def address(self) -> PublicAddress:
+        if self.services.public_address is not None:  # the WebServer's: its real ports
+            return self.services.public_address()
         if self.public_address is None:
             web = self.services.config.web
             host = choose_host(web.public_host, web.bind)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -48,15 +47,19 @@ SOCKET_TIMEOUT_S = 30
 CERT_CHECK_S = 600.0
 
 
-def create_ca_app(services: WebServices, address: Callable[[], PublicAddress]) -> Flask:
+def create_ca_app(services: WebServices, https_port: int) -> Flask:
     """The plain-HTTP app: the CA certificate, its install page, the customers' sealed
-    downloads (appliance.web.customer), and redirects to HTTPS at the configured host (never
-    the request's Host header)."""
+    downloads (appliance.web.customer), and redirects to HTTPS at the appliance's own address
+    (``services.public_address``, set by the WebServer), never the request's Host header."""
     app = Flask("appliance.web.app", static_folder=None)
     state_dir = services.config.state_dir
+    web = services.config.web
 
     def https_url(path: str) -> str:
-        return address().https(path)
+        if services.public_address is not None:
+            return services.public_address().https(path)
+        host = choose_host(web.public_host, web.bind)
+        return PublicAddress(host, https_port, web.http_port).https(path)
 
     @app.before_request
     def language() -> None:
@@ -145,6 +148,9 @@ class WebServer:
         self._context: ssl.SSLContext | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._public_host: str | None = None
+        # Links, QR codes and redirects name this server's own address (appliance.web.addresses).
+        services.public_address = self.public_address
 
     @property
     def https_port(self) -> int:
@@ -155,10 +161,14 @@ class WebServer:
         return int(self._http.bind_addr[1]) if self._http else self._http_port
 
     def public_address(self) -> PublicAddress:
-        """Where phones and kiosks are sent: config, else the bound address, else the LAN's."""
-        public_host = self.services.config.web.public_host
-        host = choose_host(public_host, self.bind, lambda: self.addresses or lan_addresses())
-        return PublicAddress(host, self.https_port, self.http_port)
+        """Where phones and kiosks are sent: config, else the bound address, else the LAN's
+        first (chosen once), with the ports this server listens on."""
+        if self._public_host is None:
+            public_host = self.services.config.web.public_host
+            self._public_host = choose_host(
+                public_host, self.bind, lambda: self.addresses or lan_addresses()
+            )
+        return PublicAddress(self._public_host, self.https_port, self.http_port)
 
     def _refresh_certificate(self) -> bool:
         state_dir = self.services.config.state_dir
@@ -203,7 +213,7 @@ class WebServer:
         self._https = https
         http = Server(
             (self.bind, self._http_port),
-            create_ca_app(self.services, self.public_address),
+            create_ca_app(self.services, self.https_port),
             numthreads=6,  # a phone opens a few connections at once for the download page
             server_name="appliance",
             timeout=10,
@@ -213,7 +223,6 @@ class WebServer:
         http.max_request_body_size = 4096
         http.prepare()
         self._http = http
-        self.app.extensions["appliance"].public_address = self.public_address()
         for name, target in (
             ("web-https", https.serve),
             ("web-http-ca", http.serve),
