@@ -76,6 +76,16 @@ def live(
         close_harness(harness)
 
 
+def read_qr(png: bytes) -> str:
+    """Decode a QR code from a screenshot, as a phone's camera app would (OpenCV's detector)."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    return str(text)
+
+
 def phone_flow(
     playwright: Any,
     link: str,
@@ -282,6 +292,9 @@ def test_studio_flow_in_chromium(
             assert (address.scheme, address.port) == ("http", server.http_port) and address.fragment
             expect(kiosk.locator("#k-qr")).to_be_visible()
             shot(kiosk, "12-customer-qr")
+            # What the phone's camera reads off the kiosk is the link, key and all.
+            scanned = read_qr(kiosk.locator("#k-qr-img").screenshot())
+            assert scanned == link, scanned
             session_id = harness.services.sessions.sessions()[0].session_id
             product_id = harness.services.actions.desk_for("booth").product_id
             assert product_id is not None
@@ -290,7 +303,7 @@ def test_studio_flow_in_chromium(
                 for kind in ("digital", "sheet", "preview")
             }
             no_capture = phone_flow(
-                playwright, link, outputs, server.http_port, shot, problems, tmp_path
+                playwright, scanned, outputs, server.http_port, shot, problems, tmp_path
             )
             assert harness.services.sessions.find(session_id) is None  # deleted from the phone
             assert not list(harness.workspace_root.iterdir())
