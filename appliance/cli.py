@@ -87,6 +87,18 @@ def _cmd_samples(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_js(args: argparse.Namespace, config: Config) -> int:
+    from appliance.web.vendor_js import NOBLE_CIPHERS, fetch, js_dir, load_files
+
+    directory = args.dir or js_dir(config)
+    if args.action == "fetch":
+        fetch(directory, force=args.force)
+    load_files(directory)
+    print(f"{NOBLE_CIPHERS.spec}: {len(NOBLE_CIPHERS.files)} files verified (sha256) in "
+          f"{directory / NOBLE_CIPHERS.directory_name}")  # fmt: skip
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from appliance.doctor import format_table, run_checks
 
@@ -296,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("action", choices=("fetch",))
     samples.add_argument("--dir", type=Path, default=Path("samples"))
     samples.set_defaults(handler=_cmd_samples)
+
+    js = sub.add_parser("js", help="fetch or verify the pinned JavaScript the phone runs")
+    js.add_argument("action", choices=("fetch", "verify"))
+    js.add_argument("--force", action="store_true", help="fetch: replace files that exist")
+    js.add_argument("--dir", type=Path, default=None)
+    js.set_defaults(handler=_cmd_js)
 
     analyze = sub.add_parser("analyze", help="detect faces, landmarks and the person mask")
     analyze.add_argument("images", type=Path, nargs="+")

@@ -57,9 +57,11 @@ def cmd_setup_code(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_token(args: argparse.Namespace, config: Config) -> int:
+    from appliance.web.kiosks import KioskStore
     from appliance.web.users import create_token, list_tokens, revoke_token
 
     state = config.state_dir
+    kiosks = KioskStore(state)  # paired customer screens: device credentials, listed here too
     if args.action == "create":
         if not args.name:
             raise ApplianceError("token create needs --name NAME")
@@ -70,10 +72,12 @@ def cmd_token(args: argparse.Namespace, config: Config) -> int:
     if args.action == "list":
         for record in list_tokens(state):
             print(f"{record.token_id}  {record.role:<8} {record.name}")
+        for kiosk in kiosks.kiosks():
+            print(f"{kiosk.kiosk_id}  {kiosk.role:<8} {kiosk.name} (desk {kiosk.desk})")
         return 0
     if not args.id:
         raise ApplianceError("token revoke needs --id ID (see `appliance token list`)")
-    if not revoke_token(state, args.id):
+    if not revoke_token(state, args.id) and not kiosks.revoke(args.id):
         raise ApplianceError(f"no token with id {args.id} (see `appliance token list`)")
     print(f"revoked {args.id}")
     return 0

@@ -111,6 +111,11 @@ class WebConfig(_Section):
     http_port: int = Field(default=8080, ge=1, le=65535)
     # Every staff login needs a TOTP code (or a recovery code); staff without one enrol first.
     require_mfa: bool = False
+    # The host name or address phones and kiosks are sent to (links, QR codes, redirects);
+    # empty: the bound address, else the first LAN address. Never taken from a request.
+    public_host: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.:-]*$")
+    # How many times a customer's download link may be used (one use fetches both files).
+    link_uses: int = Field(default=1, ge=1, le=10)
 
 
 class ProductConfig(_Section):

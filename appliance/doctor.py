@@ -102,8 +102,9 @@ def _extra_checks() -> list[Check]:
     """Checks owned by later layers (workspace, devices), each in its own module."""
     from appliance.devices.doctor import device_rows
     from appliance.session.hardening import doctor_rows as session_rows
+    from appliance.web.vendor_js import doctor_rows as customer_page_rows
 
-    return [session_rows, device_rows]
+    return [session_rows, device_rows, customer_page_rows]
 
 
 def run_checks(config: Config) -> list[DoctorRow]:

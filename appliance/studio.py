@@ -1,8 +1,10 @@
 """The studio's actions, shared by the tablet page, the REST API and the physical buttons.
 
 Every way of driving the appliance (a tap, an API call, a button press) goes through these
-methods, so they behave the same and are audited the same. The *desk* is the session the booth
-is working on right now: what the buttons act on and what the customer screen shows.
+methods, so they behave the same and are audited the same. A *desk* is the session one booth
+is working on right now: what its customer screen (a paired kiosk bound to that desk) shows.
+Each operator starts sessions on their own desk, so two operators never show each other's
+customer; the physical buttons act on the ``booth`` desk.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class NothingToDoError(ApplianceError, LookupError):
     """A button was pressed with nothing for it to act on (no session, no result yet)."""
 
 
+DEFAULT_DESK = "booth"
+
+
 @dataclass(frozen=True)
 class Desk:
     """What the booth is working on: the current session, product and download link."""
@@ -65,22 +70,34 @@ class Studio:
     printer: Any = None  # appliance.devices.printer.Printer
     defaults: Callable[[], tuple[str, str]] = field(default=lambda: ("icao-35x45", "4x6"))
     on_status: Callable[[ApplianceStatus], None] | None = None
-    desk: Desk = field(default_factory=Desk)
+    desks: dict[str, Desk] = field(default_factory=dict)
     # One photo is processed at a time: the models use every core already.
     pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
     _desk_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- the desk ---------------------------------------------------------------------------
 
-    def update_desk(self, **changes: str | None) -> Desk:
+    @property
+    def desk(self) -> Desk:
+        """The booth's desk: what the physical buttons act on."""
+        return self.desk_for(DEFAULT_DESK)
+
+    def desk_for(self, desk_id: str) -> Desk:
         with self._desk_lock:
-            self.desk = replace(self.desk, **changes)
-            return self.desk
+            return self.desks.get(desk_id, Desk())
+
+    def update_desk(self, session_id: str, **changes: str | None) -> None:
+        """Change what the desk showing ``session_id`` shows (no desk shows it: nothing)."""
+        with self._desk_lock:
+            for desk_id, desk in self.desks.items():
+                if desk.session_id == session_id:
+                    self.desks[desk_id] = replace(desk, **changes)
 
     def clear_desk(self, session_id: str) -> None:
         with self._desk_lock:
-            if self.desk.session_id == session_id:
-                self.desk = Desk()
+            for desk_id, desk in list(self.desks.items()):
+                if desk.session_id == session_id:
+                    del self.desks[desk_id]
 
     def _status(self, status: ApplianceStatus) -> None:
         if self.on_status is not None:
@@ -110,10 +127,10 @@ class Studio:
 
     # --- actions --------------------------------------------------------------------------------
 
-    def start(self, actor: str) -> Session:
+    def start(self, actor: str, desk: str = DEFAULT_DESK) -> Session:
         session = self.sessions.create(actor=actor)
-        self.update_desk(session_id=session.session_id, product_id=None, link_url=None,
-                         link_token=None)  # fmt: skip
+        with self._desk_lock:
+            self.desks[desk] = Desk(session_id=session.session_id)
         return session
 
     def consent(self, session_id: str, actor: str) -> Session:
@@ -170,8 +187,7 @@ class Studio:
         for kind, data in extra:
             self.sessions.add_product(session_id, data, {"kind": kind, "product": product_id})
         self.advance(session_id, SessionState.REVIEWING, actor)
-        self.update_desk(session_id=session_id, product_id=product_id, link_url=None,
-                         link_token=None)  # fmt: skip
+        self.update_desk(session_id, product_id=product_id, link_url=None, link_token=None)
         self._status(ApplianceStatus.READY)
         return product_id, json.loads(report)
 
@@ -214,6 +230,11 @@ class Studio:
         self.sessions.add_print_job(session_id, job_id)
         self.audit.record("print.submitted", actor=actor, session=session_id, copies=copies)
         return job_id
+
+    def delete_now(self, session_id: str, actor: str) -> None:
+        """The customer's "Delete my photos now": the one wipe, at once, whatever the state."""
+        self.sessions.wipe(session_id, WipeReason.CUSTOMER_REQUEST, actor=actor)
+        self.clear_desk(session_id)
 
     def finish(self, session_id: str, actor: str, *, wipe: bool = False) -> str:
         """End the session: wipe now, or keep it for its download window when a link is out."""

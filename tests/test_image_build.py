@@ -776,6 +776,18 @@ def test_doctor_in_the_image_reports_the_variants_the_manifest_allows(
     assert not variants, f"variant rows without a manifest entry: {variants}"
 
 
+def test_the_phones_cipher_library_is_in_the_image_verified(rootfs: Path) -> None:
+    """The customer's download page decrypts with @noble/ciphers (docs/customer-download.md):
+    fetched from the payload's pinned npm tarball into /opt/appliance/js, root-owned."""
+    from appliance.web.vendor_js import NOBLE_CIPHERS, load_files
+
+    directory = inside(rootfs, "/opt/appliance/js")
+    assert set(load_files(directory)) == set(NOBLE_CIPHERS.files)  # every sha256 checked
+    for file in (directory / NOBLE_CIPHERS.directory_name).iterdir():
+        info = file.stat()
+        assert info.st_uid == 0 and not info.st_mode & 0o022, file
+
+
 def test_build_left_nothing_behind(rootfs: Path) -> None:
     assert not inside(rootfs, "/var/tmp/appliance-build").exists()
     assert list(inside(rootfs, "/var/cache/apt/archives").glob("*.deb")) == []

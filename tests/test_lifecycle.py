@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -582,3 +583,54 @@ def test_customer_data_never_reaches_the_audit_log_or_logs(
     for secret in (FAKE_FILE_NAME, CUSTOMER_TEXT, CLIENT_ADDRESS):
         assert secret.encode() not in log_bytes
         assert secret not in caplog.text
+
+
+# --- sealed links (appliance.web.sealed) --------------------------------------------------------
+
+
+def test_a_sealed_link_serves_its_ciphertext_expires_with_the_window_and_dies_at_the_wipe(
+    manager: SessionManager, clock: FakeClock, audit: AuditLog
+) -> None:
+    session = manager.create(actor="staff:ann")
+    advance_to(manager, session, S.CAPTURING)
+    manager.transition(session.session_id, S.REVIEWING)
+    manager.transition(session.session_id, S.DELIVERING)
+    product = manager.add_product(session.session_id, b"id photo", {"kind": "digital"})
+    secret = b"s" * 32
+    link = manager.create_link(
+        session.session_id,
+        product.item_id,
+        seal=lambda token: (b"ciphertext for " + token.encode(), hashlib.sha256(secret).digest()),
+    )
+    assert link.payload is not None
+    assert session.workspace.get(link.payload) == b"ciphertext for " + link.token.encode()
+    manager.transition(session.session_id, S.FINISHED)
+    clock.advance(manager.retention.download_window_s - 1)
+    assert manager.link_is_valid(link.token)
+    clock.advance(1)  # the download window is over: refused, then wiped by the reaper
+    assert not manager.link_is_valid(link.token)
+    with pytest.raises(LinkInvalidError):
+        manager.redeem_link(link.token)
+    [outcome] = manager.tick()
+    assert outcome.reason is WipeReason.DOWNLOAD_WINDOW_END
+    with pytest.raises(LinkInvalidError):
+        manager.wipe_by_link(link.token, secret)  # nothing left to delete
+
+
+def test_wipe_by_link_needs_the_sealed_secret(manager: SessionManager, audit: AuditLog) -> None:
+    session = manager.create(actor="staff:ann")
+    advance_to(manager, session, S.DELIVERING)
+    product = manager.add_product(session.session_id, b"id photo", {"kind": "digital"})
+    secret = b"s" * 32
+    link = manager.create_link(
+        session.session_id, product.item_id, seal=lambda t: (b"c", hashlib.sha256(secret).digest())
+    )
+    plain = manager.create_link(session.session_id, product.item_id)  # no secret: no deletion
+    for token, guess in ((link.token, b"x" * 32), (plain.token, secret), ("nope", secret)):
+        with pytest.raises(LinkInvalidError):
+            manager.wipe_by_link(token, guess)
+    assert manager.find(session.session_id) is not None
+    outcome = manager.wipe_by_link(link.token, secret)
+    assert outcome.performed and outcome.reason is WipeReason.CUSTOMER_REQUEST
+    [wiped] = events(audit, "session.wiped")
+    assert wiped["reason"] == "customer_request" and wiped["actor"] == "customer"

@@ -21,6 +21,7 @@ from werkzeug.routing import Rule
 
 from appliance.config import Config
 from appliance.web.app import create_app
+from appliance.web.kiosks import PAIR_FAILURES
 from appliance.web.logins import Attempt, LoginLimiter, LoginSessions
 from appliance.web.security import CONTENT_SECURITY_POLICY, safe_next
 from appliance.web.services import WebServices
@@ -36,8 +37,27 @@ PUBLIC = {
     "public.healthz",
     "public.ca_crt",
     "public.ca_page",
-    "public.download_page",
-    "public.download_file",
+    "kiosk.pair",
+}
+# What a paired kiosk may call: its own desk's screen, nothing else (issue 13, section 2).
+KIOSK_ONLY = {
+    "kiosk.kiosk",
+    "kiosk.kiosk_state",
+    "kiosk.kiosk_photo",
+    "kiosk.kiosk_consent",
+    "kiosk.kiosk_capture",
+    "kiosk.kiosk_delete",
+}
+# The plain-HTTP port's app, all public by design: the CA and the customers' sealed downloads.
+CA_PORT_ROUTES = {
+    "ca_crt",
+    "ca_page",
+    "elsewhere",
+    "customer.own_file",
+    "customer.vendor_file",
+    "customer.download_page",
+    "customer.sealed_bundle",
+    "customer.delete_now",
 }
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -80,7 +100,8 @@ def _url(app: Flask, endpoint: str, rule_text: str) -> str:
 def _is_refusal(response: Any) -> bool:
     if response.status_code in (401, 403):
         return True
-    return response.status_code in (302, 303) and "/login" in response.headers["Location"]
+    location = response.headers.get("Location", "") if response.status_code in (302, 303) else ""
+    return location.startswith("/login") or location == "/kiosk/pair"
 
 
 def test_route_table_is_what_was_probed(web: Harness) -> None:
@@ -112,8 +133,89 @@ def test_anonymous_is_refused_everywhere_but_the_public_list(
 
 @pytest.mark.parametrize(
     ("endpoint", "rule", "method"),
-    [r for r in ROUTES if r[2] in STATE_CHANGING and r[0] not in PUBLIC],
-    ids=[f"{m} {r}" for e, r, m in ROUTES if m in STATE_CHANGING and e not in PUBLIC],
+    [r for r in ROUTES if r[0] not in PUBLIC | KIOSK_ONLY],
+    ids=[f"{m} {r}" for e, r, m in ROUTES if e not in PUBLIC | KIOSK_ONLY],
+)
+def test_a_kiosk_credential_is_refused_by_every_staff_and_api_route(
+    web: Harness, endpoint: str, rule: str, method: str
+) -> None:
+    kiosk, _ = web.pair_kiosk()
+    token = web.kiosk_csrf(kiosk)
+    url = _url(web.app, endpoint, rule)
+    before = len(web.audit_events())
+    response = kiosk.open(url, method=method, json={}, headers={"X-CSRF-Token": token})
+    assert _is_refusal(response), (url, response.status_code)
+    assert len(web.audit_events()) == before  # nothing happened
+
+
+def test_the_kiosk_routes_are_exactly_the_kiosk_only_ones(web: Harness) -> None:
+    marked = {
+        endpoint
+        for endpoint, view in web.app.view_functions.items()
+        if getattr(view, "kiosk_only", False)
+    }
+    assert marked == KIOSK_ONLY
+
+
+def test_the_plain_http_port_serves_only_the_ca_and_sealed_downloads(web: Harness) -> None:
+    app = web.customer_client().application
+    assert {rule.endpoint for rule in app.url_map.iter_rules()} == CA_PORT_ROUTES
+
+
+def test_a_revoked_kiosk_is_refused_at_once(web: Harness) -> None:
+    kiosk, kiosk_id = web.pair_kiosk()
+    assert kiosk.get("/kiosk/state").status_code == 200
+    assert kiosk.get("/kiosk").status_code == 200
+    assert web.app.extensions["appliance"].kiosks.revoke(kiosk_id)
+    assert kiosk.get("/kiosk/state").status_code == 401
+    response = kiosk.get("/kiosk")
+    assert response.status_code == 302 and response.headers["Location"] == "/kiosk/pair"
+
+
+def test_a_kiosk_is_never_logged_out_for_idleness(web: Harness) -> None:
+    now = [1000.0]
+    context = web.app.extensions["appliance"]
+    context.logins = LoginSessions(15 * 60, clock=lambda: now[0])
+    kiosk, _ = web.pair_kiosk()
+    now[0] += 24 * 3600  # a day without a click
+    assert kiosk.get("/kiosk/state").status_code == 200
+
+
+def test_kiosk_calls_need_the_kiosks_csrf_token(web: Harness) -> None:
+    kiosk, _ = web.pair_kiosk()
+    web.services.actions.start("system")  # a customer at the booth desk
+    assert kiosk.post("/kiosk/consent").status_code == 403
+    assert kiosk.post("/kiosk/consent", headers={"X-CSRF-Token": "forged"}).status_code == 403
+    token = web.kiosk_csrf(kiosk)
+    assert kiosk.post("/kiosk/consent", headers={"X-CSRF-Token": token}).status_code == 200
+
+
+def test_pairing_codes_work_once_and_wrong_ones_lock_out(web: Harness) -> None:
+    kiosks = web.app.extensions["appliance"].kiosks
+    code = kiosks.new_pairing_code("Front desk", "booth")
+    first, second = web.new_client(), web.new_client()
+    for client in (first, second):
+        token = web.csrf(client, "/kiosk/pair")
+        response = client.post("/kiosk/pair", data={"code": code, "csrf_token": token})
+        client.status = response.status_code  # type: ignore[attr-defined]
+    assert (first.status, second.status) == (302, 403)  # type: ignore[attr-defined]
+    token = web.csrf(second, "/kiosk/pair")
+    # The spent code was its first failure; PAIR_FAILURES in all lock this address out.
+    codes = [second.post("/kiosk/pair", data={"code": "AAAA-AAAA", "csrf_token": token})
+             for _ in range(PAIR_FAILURES - 1)]  # fmt: skip
+    assert [c.status_code for c in codes] == [403] * (PAIR_FAILURES - 1)
+    assert second.post("/kiosk/pair", data={"code": "x", "csrf_token": token}).status_code == 429
+    # Locked out: even a right code waits (from this address).
+    fresh = kiosks.new_pairing_code("Back desk", "booth")
+    response = second.post("/kiosk/pair", data={"code": fresh, "csrf_token": token})
+    assert response.status_code == 429 and "Try again in" in response.get_data(as_text=True)
+    assert [e["event"] for e in web.audit_events()] == ["kiosk.paired"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "rule", "method"),
+    [r for r in ROUTES if r[2] in STATE_CHANGING and r[0] not in PUBLIC | KIOSK_ONLY],
+    ids=[f"{m} {r}" for e, r, m in ROUTES if m in STATE_CHANGING and e not in PUBLIC | KIOSK_ONLY],
 )
 def test_state_changing_calls_without_csrf_token_are_refused(
     web: Harness, endpoint: str, rule: str, method: str
@@ -290,10 +392,11 @@ def test_login_cookie_is_secure_httponly_strict(web: Harness) -> None:
 
 def test_pages_have_no_inline_script_or_style(web: Harness) -> None:
     client = web.login(ADMIN, ADMIN_PASSWORD)
-    pages = ("/", "/kiosk", "/account/", "/admin/", "/admin/users", "/admin/tokens")
-    pages += ("/admin/defaults",)
-    for url in pages:
-        html = client.get(url).get_data(as_text=True)
+    kiosk, _ = web.pair_kiosk()
+    pages = [(client, url) for url in ("/", "/kiosk/pair", "/account/", "/admin/", "/admin/users",
+                                       "/admin/tokens", "/admin/defaults")]  # fmt: skip
+    for who, url in [*pages, (kiosk, "/kiosk")]:
+        html = who.get(url).get_data(as_text=True)
         assert "<script>" not in html and "style=" not in html and " on" + "click" not in html
         assert "<script src=" in html
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import flask
 from PIL import Image
-from web_helpers import Harness, WriteWatch, multipart
+from web_helpers import Harness, WriteWatch, multipart, open_link
 
 from appliance.web.openapi import API_PREFIX, ROUTES, openapi_document
 
@@ -80,28 +81,23 @@ def test_full_flow_with_the_real_pipeline(studio: Harness, sample_dir: Path) -> 
     ] == {"job_id": job_id, "state": "completed", "reason": "job-completed-successfully"}
     assert client.get(f"{API_PREFIX}/print-jobs/nope", headers=headers).status_code == 404
 
+    digital = client.get(f"{API}/{session_id}/products/{product_id}/digital", headers=headers)
+    sheet = client.get(f"{API}/{session_id}/products/{product_id}/sheet", headers=headers)
     response = client.post(
         f"{API}/{session_id}/download-link", json={"product_id": product_id}, headers=headers
     )
     assert response.status_code == 201
     link = response.get_json()
     assert link["qr_svg"].startswith("<svg") and link["expires_at"].endswith("Z")
-    path = link["url"].split("localhost", 1)[1]
-    anonymous = studio.new_client()
-    page = anonymous.get(path)
-    assert page.status_code == 200
-    download = anonymous.get(path + "/id-photo.jpg")
-    assert download.status_code == 200 and download.data[:3] == b"\xff\xd8\xff"
-    assert download.headers["Cache-Control"] == "no-store"
-
+    assert link["uses"] == 1 and link["files"] == ["digital", "sheet"]
     response = client.post(f"{API}/{session_id}/finish", json={}, headers=headers)
-    assert response.get_json()["state"] == "finished"  # the link still has uses left
-    # The operator may still wipe at once (the customer has their file).
-    response = client.post(f"{API}/{session_id}/finish", json={"wipe": True}, headers=headers)
-    assert response.get_json()["state"] == "wiped"
-    # Replay after the wipe: the link is dead, the session and its files are gone.
-    assert anonymous.get(path).status_code == 404
-    assert anonymous.get(path + "/id-photo.jpg").status_code == 404
+    assert response.get_json()["state"] == "finished"  # waits for the customer's one use
+    customer = studio.customer_client()
+    files, _, path = open_link(customer, link["url"])
+    assert files == {"digital": digital.data, "sheet": sheet.data}
+    # One use, and the finished session then wiped itself: the link is dead, files gone.
+    assert customer.get(path).status_code == 404
+    assert customer.get(path + "/sealed").status_code == 404
     assert client.get(f"{API}/{session_id}", headers=headers).status_code == 404
     events = [e["event"] for e in studio.audit_events()]
     assert "print.submitted" in events and "link.redeemed" in events
@@ -141,11 +137,11 @@ def test_link_is_used_up_and_then_wipes(studio: Harness, sample_dir: Path) -> No
     link = studio.client.post(
         f"{API}/{session_id}/download-link", json={"product_id": product_id}, headers=headers
     ).get_json()
-    path = link["url"].split("localhost", 1)[1] + "/id-photo.jpg"
+    path = urlsplit(link["url"]).path + "/sealed"
     studio.client.post(f"{API}/{session_id}/finish", json={}, headers=headers)
-    anonymous = studio.new_client()
-    uses = studio.services.settings.link_uses
-    assert [anonymous.get(path).status_code for _ in range(uses)] == [200] * uses
+    anonymous = studio.customer_client()
+    assert studio.services.settings.link_uses == 1  # one-time means once (issue 15, item 7)
+    assert anonymous.get(path).status_code == 200
     assert anonymous.get(path).status_code == 404  # used up: the session wiped itself
     assert studio.services.sessions.find(session_id) is None
 
@@ -182,12 +178,12 @@ def test_one_sessions_ids_do_not_reach_another_session(studio: Harness, sample_d
     link = client.post(
         f"{API}/{first}/download-link", json={"product_id": product_a}, headers=headers
     ).get_json()
-    token = link["url"].rsplit("/", 1)[1]
+    token = urlsplit(link["url"]).path.rsplit("/", 1)[1]
     assert (
         client.get(f"{API}/{second}/products/{token}/digital", headers=headers).status_code == 404
     )
     client.post(f"{API}/{first}/finish", json={"wipe": True}, headers=headers)
-    assert studio.new_client().get(f"/d/{token}").status_code == 404
+    assert studio.customer_client().get(f"/d/{token}").status_code == 404
     assert client.get(f"{API}/{second}", headers=headers).get_json()["photos"] == [photo_b]
 
 

@@ -77,6 +77,25 @@ def jpeg_of(path: Path) -> bytes:
     return stream.getvalue()
 
 
+def open_link(customer: FlaskClient, url: str) -> tuple[dict[str, bytes], bytes, str]:
+    """What the phone does with a sealed link: the page, one fetch, decrypt with the fragment's
+    key. Returns the files by kind, the deletion secret and the link's path."""
+    from urllib.parse import urlsplit
+
+    from appliance.web.sealed import b64url_decode, unseal
+
+    parts = urlsplit(url)
+    assert parts.scheme == "http" and parts.fragment, url
+    page = customer.get(parts.path)
+    assert page.status_code == 200, page.status_code
+    assert parts.fragment not in page.get_data(as_text=True)
+    sealed = customer.get(parts.path + "/sealed")
+    assert sealed.status_code == 200 and sealed.headers["Cache-Control"] == "no-store"
+    token = parts.path.rsplit("/", 1)[1]
+    files, secret = unseal(token, b64url_decode(parts.fragment), sealed.data)
+    return files, secret, parts.path
+
+
 @dataclass
 class Harness:
     app: Flask
@@ -122,6 +141,30 @@ class Harness:
     def bearer(self, role: str = "operator") -> dict[str, str]:
         _, token = self.users.create_token(role, f"test {role}")
         return {"Authorization": f"Bearer {token}"}
+
+    def pair_kiosk(
+        self, desk: str = "booth", client: FlaskClient | None = None
+    ) -> tuple[FlaskClient, str]:
+        """A client paired as a kiosk of ``desk`` through the real pairing form; its id."""
+        kiosk = client or self.new_client()
+        code = self.app.extensions["appliance"].kiosks.new_pairing_code(f"Kiosk {desk}", desk)
+        token = self.csrf(kiosk, "/kiosk/pair")
+        response = kiosk.post("/kiosk/pair", data={"code": code.lower(), "csrf_token": token})
+        assert response.status_code == 302 and response.headers["Location"] == "/kiosk"
+        kiosk_id = self.app.extensions["appliance"].kiosks.kiosks()[-1].kiosk_id
+        return kiosk, kiosk_id
+
+    def kiosk_csrf(self, kiosk: FlaskClient) -> str:
+        return self.csrf(kiosk, "/kiosk")
+
+    def customer_client(self) -> FlaskClient:
+        """A client of the plain-HTTP app (CA page and the customers' sealed downloads)."""
+        from appliance.web.server import create_ca_app
+
+        context = self.app.extensions["appliance"]
+        app = create_ca_app(self.services, context.address.https_port)
+        app.config["TESTING"] = True
+        return app.test_client()
 
     def audit_events(self) -> list[dict[str, Any]]:
         import json

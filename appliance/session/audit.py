@@ -68,6 +68,8 @@ AUDIT_EVENTS = frozenset(
         "hotfolder.refused",
         "printer.resumed",
         "staff.removed",
+        "kiosk.paired",
+        "kiosk.revoked",
         "audit.pruned",  # the oldest files went (max_files): how many, lines, the anchor hash
         "mfa.enrolled",  # a staff member set up (or replaced) their second factor
         "mfa.disabled",  # ... switched it off themselves (password + code)
@@ -90,6 +92,7 @@ REASONS = frozenset(
         "startup_sweep",
         "workspace_full",
         "operator",
+        "customer_request",
         "expired",
         "used_up",
         "unknown_token",
@@ -120,7 +123,7 @@ INT_FIELDS = frozenset(
     }
 )
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_ACTOR = re.compile(r"system|(staff|button|api-token):[A-Za-z0-9_.-]{1,32}")
+_ACTOR = re.compile(r"system|customer|(staff|button|api-token|kiosk):[A-Za-z0-9_.-]{1,32}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _HASH = re.compile(r"[0-9a-f]{64}")
 _STEP_LIST = re.compile(r"[a-z]+(,[a-z]+)*")

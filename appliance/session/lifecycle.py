@@ -10,6 +10,8 @@ event. Retention is configurable only downwards: there is deliberately no way to
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -210,15 +212,32 @@ class SessionManager:
     # --- one-time download links ------------------------------------------------------------
 
     def create_link(
-        self, session_id: str, product_id: str, *, uses: int = 1, actor: str = "system"
+        self,
+        session_id: str,
+        product_id: str,
+        *,
+        uses: int = 1,
+        actor: str = "system",
+        seal: Callable[[str], tuple[bytes, bytes]] | None = None,
     ) -> DownloadLink:
+        """A link to one product. With ``seal``, ``seal(token) -> (ciphertext, delete_digest)``
+        makes an end-to-end sealed link: the ciphertext is stored (encrypted again, in the
+        session workspace) and is what a redemption returns; its key never reaches the manager.
+        """
         if uses < 1:
             raise ValueError(f"a link needs at least one use, got {uses}")
         with self._lock:
             session = self._live(session_id, LINK_STATES)
             session.product(product_id)
+        token = secrets.token_urlsafe(32)
+        payload = delete_digest = None
+        if seal is not None:
+            ciphertext, delete_digest = seal(token)
+            payload = session.workspace.put(ciphertext)
+        with self._lock:
+            session = self._live(session_id, LINK_STATES)  # raises if wiped while sealing
             expires_at = session.last_activity + self.retention.download_window_s
-            link = DownloadLink(secrets.token_urlsafe(32), product_id, uses, expires_at)
+            link = DownloadLink(token, product_id, uses, expires_at, payload, delete_digest)
             session.links[link.token] = link
             self._session_by_token[link.token] = session_id
         self.audit.record("link.created", actor=actor, session=session_id, uses_left=uses)
@@ -252,6 +271,7 @@ class SessionManager:
             if live:
                 link.uses_left -= 1
                 item = session.product(link.product_id)
+                blob = link.payload if link.payload is not None else item.blob
                 finished_and_done = session.state is SessionState.FINISHED and not (
                     session.live_links(now)
                 )
@@ -266,7 +286,7 @@ class SessionManager:
             )
             raise refusal
         try:
-            data = session.workspace.get(item.blob)
+            data = session.workspace.get(blob)
         except WorkspaceClosedError:
             raise refusal from None  # wiped between the check and the read
         self.audit.record(
@@ -279,6 +299,22 @@ class SessionManager:
         if finished_and_done:
             self.wipe(session.session_id, WipeReason.FINISHED, actor=actor)
         return Download(session.session_id, link.product_id, data, dict(item.metadata))
+
+    def wipe_by_link(self, token: str, delete_secret: bytes) -> WipeOutcome:
+        """ "Delete my photos now" from the customer's own link: the secret sealed inside the
+        link's ciphertext proves the caller decrypted it (the token alone crossed the LAN in
+        the clear). Works after the link is used up, until the session is gone."""
+        refusal = LinkInvalidError("this download link is not valid (used, expired or unknown)")
+        with self._lock:
+            found = self._link(token)
+            if found is None or found[1].delete_digest is None:
+                raise refusal
+            session, link = found
+            expected = link.delete_digest
+        assert expected is not None
+        if not hmac.compare_digest(hashlib.sha256(delete_secret).digest(), expected):
+            raise refusal
+        return self.wipe(session.session_id, WipeReason.CUSTOMER_REQUEST, actor="customer")
 
     # --- wiping -------------------------------------------------------------------------------
 

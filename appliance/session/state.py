@@ -51,6 +51,7 @@ class WipeReason(StrEnum):
     STARTUP_SWEEP = "startup_sweep"
     WORKSPACE_FULL = "workspace_full"
     OPERATOR = "operator"
+    CUSTOMER_REQUEST = "customer_request"  # "Delete my photos now" (GDPR art. 17)
 
 
 class SessionStateError(ApplianceError, ValueError):
@@ -126,6 +127,10 @@ class DownloadLink:
     product_id: str
     uses_left: int
     expires_at: float  # manager clock (monotonic)
+    # An end-to-end sealed link: the ciphertext the customer fetches (the key is in the URL
+    # fragment only) and the SHA-256 of the deletion secret sealed inside it.
+    payload: BlobRef | None = None
+    delete_digest: bytes | None = None
 
     def is_live(self, now: float) -> bool:
         return self.uses_left > 0 and now < self.expires_at

@@ -159,6 +159,7 @@ def _tokens_page(code: int = 200, **values: Any) -> tuple[str, int]:
         code,
         tokens=context.services.users.tokens(),
         needs_code=context.mfa.enrolled(identity().username or ""),
+        kiosks=context.kiosks.kiosks(),
         **values,
     )
 

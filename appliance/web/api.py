@@ -25,6 +25,7 @@ from appliance.idphoto.specs import list_specs
 from appliance.session.state import ItemNotFoundError, Session, SessionState, SessionStateError
 from appliance.studio import Studio
 from appliance.web.context import web_context
+from appliance.web.customer import link_path
 from appliance.web.openapi import (
     ROUTES,
     ButtonBody,
@@ -32,9 +33,11 @@ from appliance.web.openapi import (
     LinkBody,
     PrintBody,
     ProductBody,
+    SessionBody,
 )
 from appliance.web.openapi import openapi_document as build_document
 from appliance.web.problems import WebError
+from appliance.web.sealed import Sealed, SealedFile, seal
 from appliance.web.security import identity
 from appliance.web.services import DeviceUnavailableError, jsonable
 
@@ -125,7 +128,8 @@ def _iso(seconds_from_now: float) -> str:
 
 
 def create_session() -> tuple[Response, int]:
-    session = _studio().start(_actor())
+    body = _body(SessionBody)
+    session = _studio().start(_actor(), body.desk)
     return jsonify(id=session.session_id, state=session.state.value), 201
 
 
@@ -220,19 +224,35 @@ def qr_svg(url: str) -> str:
 
 
 def download_link(session_id: str) -> tuple[Response, int]:
+    """A sealed link (see appliance.web.sealed): the photo and the print sheet, encrypted under
+    a key that is only in the URL's fragment; the URL names the configured host, never Host."""
     body = _body(LinkBody)
     context = web_context()
     studio = _studio()
-    studio.product_items(session_id, body.product_id)
+    items = studio.product_items(session_id, body.product_id)
     studio.advance(session_id, SessionState.DELIVERING, _actor())
+    files = [SealedFile("digital", "id-photo.jpg", _read_item(session_id, body.product_id,
+                                                              "digital"))]  # fmt: skip
+    if "sheet" in items:
+        files.append(SealedFile("sheet", "print-sheet.jpg",
+                                _read_item(session_id, body.product_id, "sheet")))  # fmt: skip
+    sealed: list[Sealed] = []
+
+    def seal_for(token: str) -> tuple[bytes, bytes]:
+        sealed.append(seal(token, files))
+        return sealed[0].blob, sealed[0].delete_digest
+
     uses = context.settings.link_uses
     link = context.services.sessions.create_link(
-        session_id, body.product_id, uses=uses, actor=_actor()
+        session_id, body.product_id, uses=uses, actor=_actor(), seal=seal_for
     )
-    url = url_for("public.download_page", token=link.token, _external=True)
-    studio.update_desk(session_id=session_id, link_url=url, link_token=link.token)
+    url = context.address.http(link_path(link.token)) + "#" + sealed[0].fragment
+    studio.update_desk(session_id, link_url=url, link_token=link.token)
     window = context.services.sessions.retention.download_window_s
-    return jsonify(url=url, qr_svg=qr_svg(url), expires_at=_iso(window), uses=uses), 201
+    return jsonify(
+        url=url, qr_svg=qr_svg(url), expires_at=_iso(window), uses=uses,
+        files=[f.kind for f in files],
+    ), 201  # fmt: skip
 
 
 def finish(session_id: str) -> Response:

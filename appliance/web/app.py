@@ -24,6 +24,7 @@ from appliance.web import (
     admin,
     api,
     auth,
+    kiosk,
     passkey_routes,
     problems,
     public,
@@ -161,7 +162,9 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
     app.after_request(_remember_language)
     app.context_processor(_template_globals)
     problems.install(app)
-    for blueprint in (public.bp, auth.bp, ui.bp, admin.bp, api.bp, account.bp, passkey_routes.bp):
+    blueprints = (public.bp, auth.bp, ui.bp, kiosk.bp, admin.bp, api.bp, account.bp)
+    blueprints += (passkey_routes.bp,)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     _public_static(app)
     return app

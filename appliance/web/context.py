@@ -6,6 +6,7 @@ every test builds its own app with its own state.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import threading
@@ -18,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.statefiles import write_private
 from appliance.studio import Desk
+from appliance.web.addresses import PublicAddress, choose_host
 from appliance.web.challenges import ENROLMENT_S, SECOND_FACTOR_S, Expiring, SecondFactorDue
+from appliance.web.kiosks import KioskStore
 from appliance.web.logins import LoginLimiter, LoginSessions
 from appliance.web.mfa import StaffMfa
 from appliance.web.passkeys import Ceremony, PasskeyStore
@@ -82,11 +85,27 @@ class WebContext:
     )
     # Per-process key for anonymous CSRF tokens (login and setup forms); never stored.
     csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Without a WebServer (test clients): from the config, chosen once.
+    public_address: PublicAddress | None = None
+
+    @functools.cached_property
+    def kiosks(self) -> KioskStore:
+        """Paired customer screens (one store per app: it holds the live pairing codes)."""
+        return KioskStore(self.services.config.state_dir)
 
     @property
-    def desk(self) -> Desk:
-        """What the customer screen shows: the session the booth works on now."""
-        return self.services.actions.desk
+    def address(self) -> PublicAddress:
+        if self.services.public_address is not None:  # the WebServer's: its real ports
+            return self.services.public_address()
+        if self.public_address is None:
+            web = self.services.config.web
+            host = choose_host(web.public_host, web.bind)
+            self.public_address = PublicAddress(host, web.port, web.http_port)
+        return self.public_address
+
+    def desk(self, desk_id: str) -> Desk:
+        """What a desk's customer screen shows: the session that desk works on now."""
+        return self.services.actions.desk_for(desk_id)
 
 
 def web_context() -> WebContext:

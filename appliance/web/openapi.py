@@ -20,6 +20,14 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SessionBody(_Body):
+    desk: str = Field(
+        default="booth",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="the desk whose customer screen shows this session (a paired kiosk's desk)",
+    )
+
+
 class ProductBody(_Body):
     spec: str | None = Field(default=None, description="document spec id, e.g. icao-35x45")
     background: str | None = Field(
@@ -88,7 +96,15 @@ class ApiRoute:
 
 _S = "/sessions/{session_id}"
 ROUTES: tuple[ApiRoute, ...] = (
-    ApiRoute("POST", "/sessions", "create_session", "Start a customer session", ok=201),
+    ApiRoute(
+        "POST",
+        "/sessions",
+        "create_session",
+        "Start a customer session",
+        body=SessionBody,
+        ok=201,
+        errors=(400,),
+    ),
     ApiRoute("GET", _S, "get_session", "A session's state and contents", errors=(404,)),
     ApiRoute(
         "POST", f"{_S}/consent", "consent", "Record the customer's consent", errors=(404, 409)

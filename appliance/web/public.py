@@ -1,24 +1,21 @@
-"""The routes anyone may reach: health, the CA certificate, and a customer's download link.
+"""The routes anyone may reach on the HTTPS port: health and the CA certificate.
 
-This is the whole public surface besides login and first-boot setup (privacy invariant 6); the
-access test in tests/test_web_access.py names the same list, so adding here fails it on purpose.
+This is the public surface there besides login, first-boot setup and kiosk pairing (privacy
+invariant 6); the access test in tests/test_web_access.py names the same list, so adding here
+fails it on purpose. A customer's own download link lives on the plain-HTTP port
+(appliance.web.customer), end-to-end sealed, because the customer's phone does not trust the CA.
 """
 
 from __future__ import annotations
 
-import re
-
 from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, jsonify, render_template, url_for
 
-from appliance.session.state import LinkInvalidError
 from appliance.web.context import web_context
 from appliance.web.security import public
 from appliance.web.tls import ca_certificate, fingerprint
 
 bp = Blueprint("public", __name__)
-
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 
 
 @bp.route("/healthz")
@@ -56,27 +53,3 @@ def ca_page() -> tuple[str, int]:
         https_url=None,
         stylesheet=True,
     ), 200
-
-
-def _live_token(token: str) -> str:
-    if not _TOKEN.fullmatch(token) or not web_context().services.sessions.link_is_valid(token):
-        raise LinkInvalidError("this download link is not valid (used, expired or unknown)")
-    return token
-
-
-@bp.route("/d/<token>")
-@public
-def download_page(token: str) -> str:
-    """A page with a button, so a link preview in a chat app does not use up a download."""
-    file_url = url_for(".download_file", token=_live_token(token))
-    return render_template("download.html", file_url=file_url)
-
-
-@bp.route("/d/<token>/id-photo.jpg")
-@public
-def download_file(token: str) -> Response:
-    download = web_context().services.sessions.redeem_link(_live_token(token))
-    response = Response(download.data, mimetype="image/jpeg")
-    response.headers["Content-Disposition"] = 'attachment; filename="id-photo.jpg"'
-    response.headers["Cache-Control"] = "no-store"
-    return response

@@ -22,11 +22,13 @@ from werkzeug.exceptions import Forbidden, RequestEntityTooLarge, Unauthorized
 from werkzeug.wrappers import Response
 
 from appliance.web.context import web_context
+from appliance.web.kiosks import Kiosk, csrf_for
 from appliance.web.logins import Login
 
 LOGIN_COOKIE = "__Host-studio-login"
 PRE_COOKIE = "__Host-studio-pre"
 SECOND_FACTOR_COOKIE = "__Host-studio-2fa"  # a right password, waiting for the code
+KIOSK_COOKIE = "__Host-studio-kiosk"  # a paired kiosk's device credential (appliance.web.kiosks)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 BACKGROUND_HEADER = "X-Background"  # polls that must not count as activity
@@ -69,11 +71,12 @@ class LoginRequired(Unauthorized):
 
 @dataclass(frozen=True)
 class Identity:
-    actor: str  # audit actor: staff:<username> or api-token:<id>
+    actor: str  # audit actor: staff:<username>, api-token:<id> or kiosk:<id>
     role: str
     username: str | None
-    login: Login | None  # None for API tokens
+    login: Login | None  # None for API tokens and kiosks
     token_id: str | None = None
+    kiosk: Kiosk | None = None  # role "kiosk": ranks below every staff role, so no staff route
 
     def at_least(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
@@ -88,6 +91,12 @@ def public(view: View) -> View:
 def during_enrolment(view: View) -> View:
     """Mark a view a login that must enrol first (``[web] require_mfa``) may reach."""
     view.during_enrolment = True  # type: ignore[attr-defined]
+    return view
+
+
+def kiosk_only(view: View) -> View:
+    """A view only a paired kiosk may call, for its own desk (no staff login, no token)."""
+    view.kiosk_only = True  # type: ignore[attr-defined]
     return view
 
 
@@ -127,6 +136,9 @@ def csrf_token() -> str:
     found = current_identity()
     if found is not None and found.login is not None:
         return found.login.csrf
+    kiosk_credential = g.get("kiosk_credential")
+    if found is not None and found.kiosk is not None and kiosk_credential:
+        return csrf_for(kiosk_credential)
     pre = request.cookies.get(PRE_COOKIE) or g.get("new_pre_cookie")
     if not pre:
         pre = g.new_pre_cookie = secrets.token_urlsafe(32)
@@ -147,7 +159,7 @@ def check_csrf() -> None:
     if request.method in SAFE_METHODS:
         return
     found = current_identity()
-    if found is not None and found.login is None:
+    if found is not None and found.login is None and found.kiosk is None:
         return  # API token: no ambient credential
     if found is None and not request.cookies.get(PRE_COOKIE):
         raise CsrfError()
@@ -166,13 +178,21 @@ def _resolve_identity() -> Identity | None:
             return None
         return Identity(f"api-token:{token.token_id}", token.role, None, None, token.token_id)
     login_id = request.cookies.get(LOGIN_COOKIE)
-    if not login_id:
+    if login_id:
+        background = request.headers.get(BACKGROUND_HEADER) == "1"
+        login = context.logins.get(login_id, touch=not background)
+        if login is not None:
+            return Identity(f"staff:{login.username}", login.role, login.username, login)
+    return _kiosk_identity()
+
+
+def _kiosk_identity() -> Identity | None:
+    credential = request.cookies.get(KIOSK_COOKIE)
+    kiosk = web_context().kiosks.kiosk_for(credential) if credential else None
+    if kiosk is None:
         return None
-    background = request.headers.get(BACKGROUND_HEADER) == "1"
-    login = context.logins.get(login_id, touch=not background)
-    if login is None:
-        return None
-    return Identity(f"staff:{login.username}", login.role, login.username, login)
+    g.kiosk_credential = credential
+    return Identity(f"kiosk:{kiosk.kiosk_id}", "kiosk", None, None, kiosk=kiosk)
 
 
 def safe_next(target: str | None, fallback: str = "/") -> str:
@@ -209,6 +229,15 @@ def enforce_access() -> Response | None:
         check_csrf()
         return None
     found = current_identity()
+    if getattr(view, "kiosk_only", False):
+        if found is None or found.kiosk is None:
+            found = g.identity = _kiosk_identity()  # a staff login on the kiosk's browser
+        if found is None:
+            if request.endpoint == "kiosk.kiosk":  # the screen itself: to the pairing form
+                return redirect(url_for("kiosk.pair"))
+            raise LoginRequired("This is the customer screen's own call: pair the kiosk first.")
+        check_csrf()
+        return None
     if found is None:
         return _refuse_anonymous()
     login = found.login

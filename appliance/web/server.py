@@ -8,8 +8,9 @@ address and in total (:class:`~appliance.web.httpd.ServerLimits`). The server ce
 checked every few minutes: when the LAN addresses change, a new one is issued and loaded into
 the live context, so new connections get it without a restart.
 
-The plain-HTTP port serves only ``/ca.crt`` and the ``/ca`` install page (fingerprint included)
-and redirects everything else to HTTPS: a tablet needs it exactly once, to trust the CA.
+The plain-HTTP port serves ``/ca.crt`` and the ``/ca`` install page (fingerprint included), the
+customers' end-to-end sealed downloads (their phones do not trust the CA, and see only
+ciphertext), and redirects everything else to HTTPS at the configured host.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, g, redirect, render_template, request
 
+from appliance.web import customer
+from appliance.web.addresses import PublicAddress, choose_host
 from appliance.web.app import create_app
 from appliance.web.httpd import HttpServer, ServerLimits
 from appliance.web.i18n import LANGUAGES, negotiate, translate
@@ -35,6 +38,7 @@ from appliance.web.tls import (
     ca_certificate,
     ensure_certificates,
     fingerprint,
+    lan_addresses,
     server_context,
     tls_files,
 )
@@ -66,19 +70,26 @@ def ca_port_limits(limits: ServerLimits) -> ServerLimits:
 
 
 def create_ca_app(services: WebServices, https_port: int) -> Flask:
-    """The plain-HTTP app: the CA certificate, its install page, and redirects to HTTPS."""
+    """The plain-HTTP app: the CA certificate, its install page, the customers' sealed
+    downloads (appliance.web.customer), and redirects to HTTPS at the appliance's own address
+    (``services.public_address``, set by the WebServer), never the request's Host header."""
     app = Flask("appliance.web.app", static_folder=None)
     state_dir = services.config.state_dir
+    web = services.config.web
 
     def https_url(path: str) -> str:
-        host = request.host
-        host = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
-        return f"https://{host}:{https_port}{path}"
+        if services.public_address is not None:
+            return services.public_address().https(path)
+        host = choose_host(web.public_host, web.bind)
+        return PublicAddress(host, https_port, web.http_port).https(path)
 
     @app.before_request
     def language() -> None:
+        asked = request.args.get("lang")
         g.lang = negotiate(
-            request.cookies.get("lang"), request.accept_languages, services.settings.language
+            asked or request.cookies.get("lang"),
+            request.accept_languages,
+            services.settings.language,
         )
 
     @app.context_processor
@@ -120,6 +131,8 @@ def create_ca_app(services: WebServices, https_port: int) -> Flask:
         )
         return page, 200
 
+    customer.install(app, services)
+
     @app.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
     def elsewhere(path: str) -> Response:
@@ -159,6 +172,9 @@ class WebServer:
         self._context: ssl.SSLContext | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._public_host: str | None = None
+        # Links, QR codes and redirects name this server's own address (appliance.web.addresses).
+        services.public_address = self.public_address
 
     @property
     def https_port(self) -> int:
@@ -167,6 +183,16 @@ class WebServer:
     @property
     def http_port(self) -> int:
         return self._http.port if self._http else self._http_port
+
+    def public_address(self) -> PublicAddress:
+        """Where phones and kiosks are sent: config, else the bound address, else the LAN's
+        first (chosen once), with the ports this server listens on."""
+        if self._public_host is None:
+            public_host = self.services.config.web.public_host
+            self._public_host = choose_host(
+                public_host, self.bind, lambda: self.addresses or lan_addresses()
+            )
+        return PublicAddress(self._public_host, self.https_port, self.http_port)
 
     def _refresh_certificate(self) -> bool:
         state_dir = self.services.config.state_dir

@@ -17,6 +17,7 @@ from appliance.session.audit import AuditLog
 from appliance.session.lifecycle import SessionManager
 from appliance.session.state import Session
 from appliance.studio import DeviceUnavailableError, Studio
+from appliance.web.addresses import PublicAddress
 from appliance.web.settings import WebSettings
 from appliance.web.users import UserStore
 
@@ -64,6 +65,9 @@ class WebServices:
     buttons: Callable[[str, float], None] | None = None
     # The actions the API and the buttons share; made from the parts above when not given.
     studio: Studio | None = None
+    # Where phones and kiosks reach the appliance; set by the WebServer once it listens
+    # (appliance.web.addresses). None: from the config (test clients).
+    public_address: Callable[[], PublicAddress] | None = None
 
     def __post_init__(self) -> None:
         if self.studio is None:

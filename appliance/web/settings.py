@@ -29,8 +29,9 @@ class WebSettings(BaseModel):
     # Shown to the customer before the first capture; empty means the catalogue's own text.
     consent_text: str = Field(default="", max_length=2000)
     language: Language = "en"
-    # How many times a customer's download link may be used.
-    link_uses: int = Field(default=3, ge=1, le=10)
+    # How many times a customer's download link may be used: one-time means once. Each use
+    # fetches the photo and the print sheet together; the page says the count plainly.
+    link_uses: int = Field(default=1, ge=1, le=10)
     kiosk_countdown_s: int = Field(default=3, ge=0, le=10)
     # Worker threads of the HTTPS server (each open MJPEG preview holds one).
     server_threads: int = Field(default=12, ge=4, le=64)

@@ -1,4 +1,4 @@
-"""Staff pages: the operator's tablet page, the customer screen (kiosk) and the live preview.
+"""Staff pages: the operator's tablet page and the live preview (the kiosk has its own module).
 
 The pages are server-rendered; the small scripts in static/ drive them through the REST API with
 the page's CSRF token, so the browser and API clients go through exactly the same checks.
@@ -6,14 +6,13 @@ the page's CSRF token, so the browser and API clients go through exactly the sam
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, abort, g, jsonify, render_template, url_for
+from flask import Blueprint, Response, abort, g, render_template, request
 
 from appliance.idphoto.specs import list_specs
-from appliance.web.api import qr_svg
+from appliance.studio import DEFAULT_DESK
 from appliance.web.context import web_context
 from appliance.web.i18n import translate
 
@@ -34,10 +33,16 @@ def consent_text() -> str:
     return settings.consent_text or translate(g.get("lang", "en"), DEFAULT_CONSENT)
 
 
+DESK_COOKIE = "studio-desk"  # the operator's choice of desk (a preference, not a secret)
+
+
 @bp.route("/")
 def index() -> str:
     context = web_context()
-    desk = context.desk
+    desks = context.kiosks.desks()
+    chosen = request.cookies.get(DESK_COOKIE, DEFAULT_DESK)
+    desk_id = chosen if chosen in desks else DEFAULT_DESK
+    desk = context.desk(desk_id)
     session_id = desk.session_id if desk.session_id else ""
     if session_id and context.services.sessions.find(session_id) is None:
         session_id = ""
@@ -53,49 +58,8 @@ def index() -> str:
         has_preview=context.services.preview is not None,
         has_printer=context.services.printer is not None,
         consent=consent_text(),
-    )
-
-
-@bp.route("/kiosk")
-def kiosk() -> str:
-    context = web_context()
-    return render_template(
-        "kiosk.html",
-        consent=consent_text(),
-        countdown=context.settings.kiosk_countdown_s,
-        has_camera=context.services.camera is not None,
-    )
-
-
-@bp.route("/kiosk/state")
-def kiosk_state() -> Response:
-    """What the customer screen should show now (polled)."""
-    context = web_context()
-    desk = context.desk
-    session = context.services.sessions.find(desk.session_id) if desk.session_id else None
-    if session is None:
-        return jsonify(session=None)
-    preview = None
-    if desk.product_id and desk.product_id in session.products:
-        preview = url_for(
-            "api.product_file",
-            session_id=session.session_id,
-            product_id=desk.product_id,
-            variant="digital",  # the customer sees the clean photo; guides are for staff
-        )
-    qr = None
-    if (
-        desk.link_url
-        and desk.link_token
-        and context.services.sessions.link_is_valid(desk.link_token)
-    ):
-        svg = qr_svg(desk.link_url).encode("utf-8")
-        qr = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
-    return jsonify(
-        session={"id": session.session_id, "state": session.state.value},
-        product_id=desk.product_id,
-        preview_url=preview,
-        qr=qr,
+        desks=desks,
+        desk_id=desk_id,
     )
 
 

@@ -38,7 +38,9 @@ const Studio = (() => {
     const type = response.headers.get("Content-Type") || "";
     const data = type.includes("application/json") ? await response.json() : null;
     if (response.status === 401) {
-      window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+      const kiosk = window.location.pathname.startsWith("/kiosk");  // a revoked kiosk pairs again
+      window.location.assign(kiosk ? "/kiosk/pair"
+        : "/login?next=" + encodeURIComponent(window.location.pathname));
       throw new Error(t("Logged out"));
     }
     if (!response.ok) {

@@ -1,16 +1,17 @@
 "use strict";
-// The customer screen: consent, countdown and capture, the result, the download QR code.
+// The customer screen (a paired kiosk): consent, countdown and capture, the result, the
+// download QR code, and "Delete my photos now". Every call acts on this kiosk's own desk.
 (() => {
   const root = document.getElementById("kiosk");
   if (!root) return;
   const { call, t, say, show, setText } = Studio;
-  const api = root.dataset.api;
-  const screens = ["k-idle", "k-consent", "k-capture", "k-result", "k-qr"];
+  const screens = ["k-idle", "k-consent", "k-capture", "k-result", "k-qr", "k-deleted"];
   let view = { session: null, state: null };
   let shooting = false;
+  let deletedAt = 0;
 
   function screenFor(data) {
-    if (!data.session) return "k-idle";
+    if (!data.session) return Date.now() - deletedAt < 8000 ? "k-deleted" : "k-idle";
     const state = data.session.state;
     if (data.qr) return "k-qr";
     if (state === "started" || state === "consented") return "k-consent";
@@ -21,6 +22,8 @@
 
   function showScreen(id) {
     for (const screen of screens) show(screen, screen === id);
+    show("k-delete-box", Boolean(view.session));
+    if (!view.session) show("k-confirm", false);
   }
 
   async function poll() {
@@ -36,6 +39,7 @@
       const qr = document.getElementById("k-qr-img");
       if (data.qr && qr.getAttribute("src") !== data.qr) qr.src = data.qr;
     } catch (error) {
+      if (error.status === 401) window.location.assign("/kiosk/pair");
       say(error.message, "error");
     }
     window.setTimeout(poll, 1500);
@@ -44,8 +48,25 @@
   document.getElementById("k-agree").addEventListener("click", async () => {
     if (!view.session) return;
     try {
-      await call("POST", api + "/" + view.session + "/consent");
+      await call("POST", root.dataset.consent);
       showScreen("k-capture");
+    } catch (error) {
+      say(error.message, "error");
+    }
+  });
+
+  document.getElementById("k-delete").addEventListener("click", () => show("k-confirm", true));
+  document.getElementById("k-delete-no").addEventListener("click", () => show("k-confirm", false));
+  document.getElementById("k-delete-yes").addEventListener("click", async () => {
+    try {
+      await call("POST", root.dataset.delete);
+      deletedAt = Date.now();
+      view = { session: null, state: null };
+      const preview = document.getElementById("k-preview");
+      preview.removeAttribute("src");
+      delete preview.dataset.src;
+      document.getElementById("k-qr-img").removeAttribute("src");
+      showScreen("k-deleted");
     } catch (error) {
       say(error.message, "error");
     }
@@ -67,7 +88,7 @@
         }
         setText("k-count", "");
         try {
-          await call("POST", api + "/" + view.session + "/capture");
+          await call("POST", root.dataset.capture);
           setText("k-note", t("Photo taken. The photographer checks it now."));
         } catch (error) {
           say(error.message, "error");

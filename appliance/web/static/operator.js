@@ -95,7 +95,10 @@
 
   $("new-session").addEventListener("click", () => act("", async () => {
     reset();
-    const created = await call("POST", api);
+    const desk = $("desk").value;
+    // Remembered for the next visit: which desk's customer screen this operator drives.
+    document.cookie = "studio-desk=" + encodeURIComponent(desk) + "; path=/; Secure; SameSite=Strict";
+    const created = await call("POST", api, { desk });
     Object.assign(current, { session: created.id, state: created.state });
     say("");
   }));

