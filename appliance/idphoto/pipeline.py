@@ -312,6 +312,7 @@ class IdPhotoPipeline:
         kept_to_raster = chain(kept_to_view(view.scale, view.origin, kept.scale), view_to_raster)
         chin_row = float((view_to_raster @ np.array([*head.chin, 1.0]))[1])
         head_rows = plan.head_mm * px_per_mm
+        face_point, eye_px = _face_on(view_to_raster, head)
         with timings("render"):
             rendered = render(
                 kept.pixels,
@@ -323,6 +324,8 @@ class IdPhotoPipeline:
                 background,
                 chin_row,
                 head_rows,
+                face_point,
+                eye_px,
             )
         # The print sheet needs only the finished pixels: it is tiled and encoded (a 2 MP
         # JPEG, the longest single step) on the second core from here on.
@@ -339,6 +342,7 @@ class IdPhotoPipeline:
             kept,
             background,
             chin_row / px_per_mm,
+            head,
         )
         with timings("verify"):
             eyes = apply_affine(view_to_raster, np.array([marks.right_eye, marks.left_eye]))
@@ -376,6 +380,12 @@ class IdPhotoPipeline:
                     measured[0] if measured else None,
                     (size[1] - eye_hi, size[1] - eye_lo),
                     None,
+                    regions=tuple(
+                        region
+                        for check in report_checks
+                        if check.status != "pass"
+                        for region in check.regions
+                    ),
                 ),
                 dpi=72,
                 quality=85,
@@ -407,6 +417,7 @@ class IdPhotoPipeline:
                 "scale_out_per_source_px": round(out_per_full, 4),
                 "background": "#{:02X}{:02X}{:02X}".format(*background),
                 "subject_extended_px": rendered.extended_px,
+                "matte_dropped_px": rendered.dropped_px,
                 "crown_from_matte": head.crown_from_matte,
             },
             "checks": [c.to_dict() for c in report_checks],
@@ -427,6 +438,7 @@ class IdPhotoPipeline:
         kept: DecodedImage,
         background: tuple[int, int, int],
         chin_mm: float,
+        head: Any,
     ) -> bytes:
         dpi = self.config.product.sheet_dpi
         per_mm = dpi / 25.4
@@ -447,6 +459,7 @@ class IdPhotoPipeline:
                 background,
                 chin_mm * per_mm,
                 plan.head_mm * per_mm,
+                *_face_on(to_raster, head),
             ).pixels
         sheet = compose_sheet(photo, (spec.width_mm, spec.height_mm), paper=paper, dpi=dpi)
         # Printed at 300 dpi, 4:2:0 chroma (150 dpi) is below what the eye resolves on paper.
@@ -471,9 +484,18 @@ class IdPhotoPipeline:
             *checks_mod.image_checks(
                 rendered.pixels, rendered.alpha, measure, background, source_per_out
             ),
+            checks_mod.background_check(
+                rendered.pixels, rendered.alpha, measure, background, px_per_mm
+            ),
             checks_mod.glasses_check(rendered.pixels, points),
             checks_mod.framing_check(rendered.extended_share),
         ]
+
+
+def _face_on(view_to_raster: np.ndarray, head: Any) -> tuple[tuple[float, float], float]:
+    """The eye midpoint and the eye distance of `head` on a raster."""
+    x, y = apply_affine(view_to_raster, np.array([head.eye_mid]))[0]
+    return (float(x), float(y)), head.eye_distance * float(np.hypot(*view_to_raster[:, 0]))
 
 
 def _geometry(measure: Any, px_per_mm: float, size: tuple[int, int]) -> dict[str, float]:
