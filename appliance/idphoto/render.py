@@ -16,6 +16,7 @@ import numpy as np
 
 from appliance.errors import SubjectCutError
 from appliance.idphoto.checks import OutputMeasure, Region
+from appliance.imaging.body import drop_foreign
 from appliance.imaging.geometry import (
     Point,
     apply_affine,
@@ -23,7 +24,7 @@ from appliance.imaging.geometry import (
     inside_mask,
     invert_affine,
 )
-from appliance.imaging.matte import drop_foreign_structures, replace_background, tighten
+from appliance.imaging.matte import replace_background, tighten
 from appliance.inference.detector import Face
 from appliance.inference.landmarks import MIN_PRESENCE
 from appliance.inference.segmenter import PortraitMask
@@ -71,7 +72,7 @@ def render(
     )
     inside = inside_mask(kept.shape, kept_to_raster, size)
     alpha = tighten(inference.segmenter.refine(mask, pixels, view_to_raster))
-    alpha, dropped = drop_foreign_structures(alpha, pixels, face_point, eye_px)
+    alpha, dropped = drop_foreign(alpha, pixels, face_point, eye_px)
     # The photo must show the neck and the top of the shoulders (a third of a head below the
     # chin); below that, clothing the frame needs past the photo's edge is continued from it.
     centre = inside[:, width // 2]

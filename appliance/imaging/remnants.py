@@ -2,7 +2,7 @@
 
 Measured on the output's own pixels: every pixel whose colour is not the new background's is
 either the person or a remnant. The person's body is the solid matte opened so thin parts
-fall away, the piece on the face only (`appliance.imaging.matte.person_core`). A remnant is a
+fall away, the piece on the face only (`appliance.imaging.body`). A remnant is a
 pixel of another colour that belongs to a part the body does not explain: a thin part running
 out of the frame at the top, or at a side in another colour than the body beside it (a flag's
 fringe beside the shoulder, a pole), a thin part reaching further than hanging hair does, or
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.imaging.matte import HAIR_REACH, foreign_structures, loose_pieces, solid
+from appliance.imaging.body import foreign_parts, shrink
+from appliance.imaging.matte import solid
 
 # A pixel is "not the new background" beyond this many levels (of 255) in any channel; the
 # replacement writes the colour exactly where the matte is clear, so this is well above noise.
@@ -55,14 +56,19 @@ def find_remnants(
         height, width
     )
     # Single off-colour pixels (resampling of a hair tip) are no remnant: a 3 x 3 median.
-    differs = np.asarray(cv2.medianBlur((off > COLOUR_LEVELS).view(np.uint8), 3), dtype=np.uint8)
-    person = (alpha >= 0.5).view(np.uint8)
-    if not person.any():
+    differs = np.asarray(cv2.medianBlur((off > COLOUR_LEVELS).view(np.uint8), 3), dtype=bool)
+    if not differs.any():
         return []
-    foreign, distance = foreign_structures(person, seed, eye_px, _unmixed(pixels, alpha, colour))
-    # Blobs of another colour on their own, beyond the reach of hair from the body.
-    foreign |= loose_pieces((person | differs).view(np.uint8), distance, HAIR_REACH * eye_px)
-    left = (foreign & (differs > 0)).view(np.uint8)
+    verdict = foreign_parts(
+        alpha,
+        lambda scale: _unmixed(shrink(pixels, scale), shrink(alpha, scale), colour),
+        seed,
+        eye_px,
+        differs,
+    )
+    if not verdict.foreign.any():
+        return []
+    left = (verdict.to_full(verdict.foreign, (width, height)) & differs).view(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(left, connectivity=8)
     minimum = max(4, round(MIN_AREA_EYE2 * eye_px * eye_px))
     found: list[Remnant] = []

@@ -1,0 +1,203 @@
+"""The person's body in a matte, and the parts of the matte that are not the person.
+
+The segmenter joins to the person whatever thin thing touches their outline: a pole, a flag's
+fringe beside the shoulder, a chair back; and now and then it half believes a patch of the
+old background on its own. Here the body is the solid matte opened so parts narrower than
+half an eye distance fall away, the piece on the face only. What the opening took away is
+edge detail (hair strands, fabric) unless it
+
+- runs out of the frame at the top (a pole; hair ends inside the frame there: the document
+  keeps a margin above the crown),
+- runs out at a side, but not at the bottom, in another colour than the body beside it (long
+  hair and clothing leave the frame at the sides too, in their own colour; a flag's stripe
+  does not share it),
+- reaches further from the body than hanging hair does, or
+- is not joined to the body and lies beyond the reach of hair.
+
+The decisions are about shapes a few eye distances across, so they are made on a copy of
+the matte at about 24 px per eye distance (a few thousand pixels: about a millisecond), and
+only their result is brought back to the full-resolution matte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# In eye distances: the opening's radius, the reach of hair beyond the body (a loose piece
+# nearer than this is hair), the reach of a long thin part that is no hair any more, and
+# over how far soft matte beyond that fades out.
+OPEN_RADIUS = 0.25
+HAIR_REACH = 0.6
+LONG_REACH = 1.2
+EDGE_FADE = 0.15
+# "Another colour": CIELAB distance between a part and the body beside it (a third of
+# NEXT_TO to NEXT_TO eye distances away: where a stripe meets the shoulder, the matte has
+# taken a little of the stripe into the body too); hair against hair and fabric against
+# fabric stay well below it.
+OTHER_COLOUR = 30.0
+NEXT_TO = 0.9
+# The working copy's scale: eye distance in its pixels.
+WORK_EYE_PX = 24.0
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The verdict on a matte, on its working copy: `scale` (working px per full px), what
+    is not the person (bool), every working pixel's distance from the body (px), and where
+    there is any matte (or other colour) at all."""
+
+    scale: float
+    foreign: np.ndarray
+    distance: np.ndarray
+    soft: np.ndarray  # where the working copy has any matte at all
+
+    def to_full(self, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A working-copy mask at the full (width, height), nearest neighbour."""
+        if self.scale >= 1.0:
+            return mask
+        return np.asarray(
+            cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST), dtype=bool
+        )
+
+
+def _distance_to(mask: np.ndarray) -> np.ndarray:
+    """Per pixel, the distance (px) to the nearest nonzero pixel of a uint8 `mask`."""
+    return np.asarray(cv2.distanceTransform(np.uint8(1) - mask, cv2.DIST_L2, 5))
+
+
+def work_scale(eye_px: float) -> float:
+    return min(1.0, WORK_EYE_PX / max(eye_px, 1.0))
+
+
+def shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` at `scale` (area-averaged), or itself at 1."""
+    if scale >= 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+
+
+def person_core(solid: np.ndarray, seed: tuple[float, float], radius: float) -> np.ndarray:
+    """The person's body in a uint8 0/1 `solid` mask: its opening by a disc of `radius` px
+    (parts narrower than twice that removed), the piece holding `seed` (a point on the face)
+    only. Distance transforms instead of a structuring element: the cost does not grow with
+    the radius."""
+    inside = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
+    eroded = (inside > radius).view(np.uint8)
+    opened = ((_distance_to(eroded) <= radius) & (solid > 0)).view(np.uint8)
+    count, labels = cv2.connectedComponents(opened, connectivity=8)
+    if count <= 1:
+        return opened
+    height, width = solid.shape
+    x = min(max(round(seed[0]), 0), width - 1)
+    y = min(max(round(seed[1]), 0), height - 1)
+    label = int(labels[y, x])
+    if label == 0:  # the seed fell in a gap: take the piece nearest to it
+        ys, xs = np.nonzero(labels)
+        nearest = int(np.argmin((xs - x) ** 2 + (ys - y) ** 2))
+        label = int(labels[ys[nearest], xs[nearest]])
+    return (labels == label).view(np.uint8)
+
+
+def _other_colour(part: np.ndarray, core: np.ndarray, lab: np.ndarray, near: float) -> bool:
+    """Whether a part's median colour is far (CIELAB) from that of the body beside it."""
+    apart = _distance_to(part.view(np.uint8))
+    body = (core > 0) & (apart > near / 3.0) & (apart <= near)
+    if not body.any():
+        return True
+    here, there = np.median(lab[part], axis=0), np.median(lab[body], axis=0)
+    return bool(np.linalg.norm(here - there) > OTHER_COLOUR)
+
+
+def _loose(mask: np.ndarray, distance: np.ndarray, reach: float) -> np.ndarray:
+    """The pieces of a uint8 `mask` that do not touch the body (`distance` 0 there) and come
+    no nearer to it than `reach` px."""
+    count, pieces = cv2.connectedComponents(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros(mask.shape, dtype=bool)
+    near = np.full(count, np.inf, dtype=np.float32)
+    np.minimum.at(near, np.asarray(pieces, dtype=np.intp).ravel(), distance.ravel())
+    loose = near > reach
+    loose[0] = False
+    return np.asarray(loose[pieces])
+
+
+def foreign_parts(
+    alpha: np.ndarray,
+    colours: Callable[[float], np.ndarray],
+    seed: tuple[float, float],
+    eye_px: float,
+    extra: np.ndarray | None = None,
+) -> Parts:
+    """What in the matte `alpha` (H x W float32) is not the person, by the rules above.
+
+    `colours(scale)` gives the subject's colour per pixel at the working scale (uint8 RGB;
+    asked for only when a part's colour decides), `seed` is a point on the face and `eye_px`
+    the eye distance (full-resolution px). `extra` (H x W bool) adds pixels that are not the
+    new background without being solid matte: their loose pieces count too."""
+    scale = work_scale(eye_px)
+    small = shrink(np.ascontiguousarray(alpha, dtype=np.float32), scale)
+    solid = (small >= 0.5).view(np.uint8)
+    u = eye_px * scale
+    empty = np.zeros(small.shape, dtype=bool)
+    if not solid.any():
+        return Parts(scale, empty, np.full(small.shape, np.inf, dtype=np.float32), empty)
+    core = person_core(solid, (seed[0] * scale, seed[1] * scale), OPEN_RADIUS * u)
+    distance = _distance_to(core)
+    rest = ((solid > 0) & (core == 0) & (distance > 1.0)).view(np.uint8)
+    soft = small > 0.02
+    if extra is not None:
+        soft |= shrink(extra.view(np.uint8) * np.uint8(255), scale) > 0
+    foreign = _loose(soft.view(np.uint8), distance, HAIR_REACH * u)
+    count, parts = cv2.connectedComponents(rest, connectivity=8)
+    if count <= 1:
+        return Parts(scale, foreign, distance, soft)
+    edge = np.zeros(count, dtype=bool)
+    edge[np.unique(parts[0])] = True
+    side = np.zeros(count, dtype=bool)
+    side[np.unique(np.concatenate([parts[:, 0], parts[:, -1]]))] = True
+    side[0] = False
+    side[np.unique(parts[-1])] = False  # clothing leaves the frame at the bottom corners
+    if (side & ~edge).any():
+        lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB).astype(np.float32)
+        for label in np.flatnonzero(side & ~edge):
+            edge[label] = _other_colour(parts == label, core, lab, NEXT_TO * u)
+    where = rest.view(bool)
+    reach = np.zeros(count, dtype=np.float32)
+    np.maximum.at(reach, parts[where], distance[where])
+    verdict = edge | (reach > LONG_REACH * u)
+    verdict[0] = False
+    return Parts(scale, foreign | verdict[parts], distance, soft)
+
+
+def drop_foreign(
+    alpha: np.ndarray, pixels: np.ndarray, seed: tuple[float, float], eye_px: float
+) -> tuple[np.ndarray, int]:
+    """The matte of `pixels` without what is not the person, and how many pixels of solid
+    matte that took away. The soft edge round a removed part goes with it, and soft matte
+    far from the body fades out, so neither leaves a tinted shadow."""
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    verdict = foreign_parts(alpha, lambda scale: shrink(pixels, scale), seed, eye_px)
+    u = eye_px * verdict.scale
+    reach, fade = LONG_REACH * u, max(1.0, EDGE_FADE * u)
+    if not verdict.foreign.any() and not (verdict.soft & (verdict.distance > reach)).any():
+        return alpha, 0
+    keep = np.clip((reach + fade - verdict.distance) / np.float32(fade), 0.0, 1.0)
+    if verdict.foreign.any():
+        # The removed parts' own soft rim (a working pixel round them) goes too, except
+        # where it is the person's edge as well.
+        rim = _distance_to(verdict.foreign.view(np.uint8)) <= 1.5
+        keep[rim & (verdict.distance > 1.0)] = 0.0
+    height, width = alpha.shape
+    keep_full = np.asarray(
+        cv2.resize(keep.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    )
+    dropped = verdict.to_full(verdict.foreign, (width, height))
+    keep_full[dropped] = 0.0
+    removed = int(np.count_nonzero(dropped & (alpha >= 0.5)))
+    return np.asarray(cv2.multiply(alpha, keep_full)), removed
