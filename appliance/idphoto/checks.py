@@ -313,7 +313,7 @@ def background_check(
 ) -> Check:
     """Nothing of the old background left (see appliance/imaging/remnants.py), and the new
     one even where the matte is clear. Each remnant is a region to mark."""
-    remnants = find_remnants(pixels, alpha, background, m.eye_mid, m.eye_distance)
+    remnants = find_remnants(pixels, alpha, background, m.eye_mid, m.eye_distance, m.chin_y)
     limit = "no remnant of the old background; 95% of it within 8 levels of the colour"
     if remnants:
         area_mm2 = sum(r.area_px for r in remnants) / (px_per_mm * px_per_mm)

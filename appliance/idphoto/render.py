@@ -58,8 +58,8 @@ def render(
     face_point: Point,
     eye_px: float,
 ) -> Rendered:
-    """`face_point` (a point on the face) and `eye_px` (the eye distance), in raster pixels,
-    tell the person's body from what the matte joined to it."""
+    """`face_point` (the eye midpoint), `eye_px` (the eye distance) and `chin_row`, in raster
+    pixels, tell the person's body from what the matte joined to it."""
     width, height = size
     kept, kept_to_raster = _reduce_region(kept, kept_to_raster, size)
     enlarge = float(np.hypot(*kept_to_raster[:, 0])) > 1.05
@@ -72,7 +72,7 @@ def render(
     )
     inside = inside_mask(kept.shape, kept_to_raster, size)
     alpha = tighten(inference.segmenter.refine(mask, pixels, view_to_raster))
-    alpha, dropped = drop_foreign(alpha, pixels, face_point, eye_px)
+    alpha, dropped = drop_foreign(alpha, pixels, face_point, eye_px, chin_row)
     # The photo must show the neck and the top of the shoulders (a third of a head below the
     # chin); below that, clothing the frame needs past the photo's edge is continued from it.
     centre = inside[:, width // 2]

@@ -3,16 +3,21 @@
 The segmenter joins to the person whatever thin thing touches their outline: a pole, a flag's
 fringe beside the shoulder, a chair back; and now and then it half believes a patch of the
 old background on its own. Here the body is the solid matte opened so parts narrower than
-half an eye distance fall away, the piece on the face only. What the opening took away is
-edge detail (hair strands, fabric) unless it
+half an eye distance fall away (beside the neck below the chin, where the body is the
+shoulders, parts narrower than 1.2 eye distances), the piece on the face only. What the
+opening took away is edge detail (hair strands, fabric) unless it
 
 - runs out of the frame at the top (a pole; hair ends inside the frame there: the document
   keeps a margin above the crown),
-- runs out at a side, but not at the bottom, in another colour than the body beside it (long
-  hair and clothing leave the frame at the sides too, in their own colour; a flag's stripe
-  does not share it),
+- runs out at a side, or stands on the shoulders, in another colour
+  than the body beside it (long hair and clothing leave the frame at the sides and lie on
+  the shoulders too, in their own colour; a flag's stripe does not share it),
 - reaches further from the body than hanging hair does, or
 - is not joined to the body and lies beyond the reach of hair.
+
+And on the shoulders, solid matte near the outline that survives the opening but has
+colours found nowhere inside the body (the foot of a flag beside the shoulder) is not the
+person either.
 
 The decisions are about shapes a few eye distances across, so they are made on a copy of
 the matte at about 24 px per eye distance (a few thousand pixels: about a millisecond), and
@@ -34,6 +39,15 @@ OPEN_RADIUS = 0.25
 HAIR_REACH = 0.6
 LONG_REACH = 1.2
 EDGE_FADE = 0.15
+# The shoulders: below the chin by this much, outside the neck's column (half-width), where
+# the body is opened with the wider radius.
+SHOULDER_BELOW = 0.2
+NECK_HALF = 0.9
+SHOULDER_RADIUS = 0.6
+# The shoulders' outer band (eye distances) whose colours are checked against the body's
+# inside, and the side of the smallest square a piece of other colours there must cover.
+SHOULDER_BAND = 0.6
+ODD_SIDE = 0.2
 # "Another colour": CIELAB distance between a part and the body beside it (a third of
 # NEXT_TO to NEXT_TO eye distances away: where a stripe meets the shoulder, the matte has
 # taken a little of the stripe into the body too); hair against hair and fabric against
@@ -114,6 +128,31 @@ def _other_colour(part: np.ndarray, core: np.ndarray, lab: np.ndarray, near: flo
     return bool(np.linalg.norm(here - there) > OTHER_COLOUR)
 
 
+def _odd_colours(core: np.ndarray, zone: np.ndarray, lab: np.ndarray, u: float) -> np.ndarray:
+    """Body pixels near the outline in `zone` whose colour (8-bit CIELAB) appears nowhere in
+    the body's inside, in pieces of some size. What stands on the shoulders wide enough to
+    survive the opening (the foot of a flag beside the shoulder) has its own colours; hair
+    and clothing at the outline have the colours of the hair and clothing within."""
+    inner = cv2.distanceTransform(core, cv2.DIST_L2, 5)
+    band = zone & (core > 0) & (inner <= SHOULDER_BAND * u)
+    deep = (core > 0) & (inner > SHOULDER_BAND * u)
+    none = np.zeros(core.shape, dtype=bool)
+    if not band.any() or np.count_nonzero(deep) < 16:
+        return none
+    bins = (lab >> 3).astype(np.intp)  # 32 levels per axis
+    index = (bins[..., 0] * 32 + bins[..., 1]) * 32 + bins[..., 2]
+    seen = (np.bincount(index[deep], minlength=32**3) >= 2).reshape(32, 32, 32)
+    for axis in range(3):  # a neighbouring bin counts as the same colour
+        seen = seen | np.roll(seen, 1, axis) | np.roll(seen, -1, axis)
+    odd = (band & ~seen.reshape(-1)[index]).view(np.uint8)
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(odd, connectivity=8)
+    if count <= 1:
+        return none
+    big = stats[:, cv2.CC_STAT_AREA] >= (ODD_SIDE * u) ** 2
+    big[0] = False
+    return np.asarray(big[pieces])
+
+
 def _loose(mask: np.ndarray, distance: np.ndarray, reach: float) -> np.ndarray:
     """The pieces of a uint8 `mask` that do not touch the body (`distance` 0 there) and come
     no nearer to it than `reach` px."""
@@ -132,14 +171,16 @@ def foreign_parts(
     colours: Callable[[float], np.ndarray],
     seed: tuple[float, float],
     eye_px: float,
+    chin_y: float,
     extra: np.ndarray | None = None,
 ) -> Parts:
     """What in the matte `alpha` (H x W float32) is not the person, by the rules above.
 
     `colours(scale)` gives the subject's colour per pixel at the working scale (uint8 RGB;
-    asked for only when a part's colour decides), `seed` is a point on the face and `eye_px`
-    the eye distance (full-resolution px). `extra` (H x W bool) adds pixels that are not the
-    new background without being solid matte: their loose pieces count too."""
+    asked for only when a part's colour decides), `seed` is a point on the face (the eye
+    midpoint), `eye_px` the eye distance and `chin_y` the chin's row (full-resolution px).
+    `extra` (H x W bool) adds pixels that are not the new background without being solid
+    matte: their loose pieces count too."""
     scale = work_scale(eye_px)
     small = shrink(np.ascontiguousarray(alpha, dtype=np.float32), scale)
     solid = (small >= 0.5).view(np.uint8)
@@ -147,7 +188,25 @@ def foreign_parts(
     empty = np.zeros(small.shape, dtype=bool)
     if not solid.any():
         return Parts(scale, empty, np.full(small.shape, np.inf, dtype=np.float32), empty)
-    core = person_core(solid, (seed[0] * scale, seed[1] * scale), OPEN_RADIUS * u)
+    centre_x = seed[0] * scale
+    core = person_core(solid, (centre_x, seed[1] * scale), OPEN_RADIUS * u)
+    # Beside the neck, below the chin, the body is the shoulders: far wider than anything
+    # that stands on them (a flag, a chair back), so it is opened wider there.
+    shoulders = np.zeros(small.shape, dtype=bool)
+    chin = max(0, round((chin_y + SHOULDER_BELOW * eye_px) * scale))
+    shoulders[chin:] = True
+    neck = slice(max(0, round(centre_x - NECK_HALF * u)), max(0, round(centre_x + NECK_HALF * u)))
+    shoulders[:, neck] = False
+    # (Not along the bottom edge: the frame cuts the shoulders into thin wedges there.)
+    shoulders[max(chin, solid.shape[0] - round(SHOULDER_RADIUS * u)) :] = False
+    wide = person_core(solid, (centre_x, seed[1] * scale), SHOULDER_RADIUS * u)
+    core = (core.view(bool) & (~shoulders | wide.view(bool))).view(np.uint8)
+    lab: np.ndarray | None = None
+    if (shoulders & (core > 0)).any():
+        lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB)
+        odd = _odd_colours(core, shoulders & (small >= 0.9), lab, u)
+        if odd.any():
+            core = (core.view(bool) & ~odd).view(np.uint8)
     distance = _distance_to(core)
     rest = ((solid > 0) & (core == 0) & (distance > 1.0)).view(np.uint8)
     soft = small > 0.02
@@ -159,14 +218,23 @@ def foreign_parts(
         return Parts(scale, foreign, distance, soft)
     edge = np.zeros(count, dtype=bool)
     edge[np.unique(parts[0])] = True
-    side = np.zeros(count, dtype=bool)
-    side[np.unique(np.concatenate([parts[:, 0], parts[:, -1]]))] = True
-    side[0] = False
-    side[np.unique(parts[-1])] = False  # clothing leaves the frame at the bottom corners
-    if (side & ~edge).any():
-        lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB).astype(np.float32)
-        for label in np.flatnonzero(side & ~edge):
-            edge[label] = _other_colour(parts == label, core, lab, NEXT_TO * u)
+    # Judged by their colour: parts leaving the frame at a side, and parts standing on the
+    # shoulders.
+    judged = np.zeros(count, dtype=bool)
+    judged[np.unique(np.concatenate([parts[:, 0], parts[:, -1]]))] = True
+    judged[np.unique(parts[shoulders])] = True
+    # A wedge of clothing the frame's bottom corner cuts off is not judged; a strip that
+    # runs down into the corner from above the shoulders is.
+    wedges = np.unique(parts[max(0, solid.shape[0] - round(SHOULDER_RADIUS * u)) - 1 :])
+    above = np.unique(parts[: max(0, solid.shape[0] - round(SHOULDER_RADIUS * u)) - 1])
+    judged[np.setdiff1d(np.intersect1d(wedges, np.unique(parts[-1])), above)] = False
+    judged[0] = False
+    if (judged & ~edge).any():
+        if lab is None:
+            lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB)
+        lab_f = lab.astype(np.float32)
+        for label in np.flatnonzero(judged & ~edge):
+            edge[label] = _other_colour(parts == label, core, lab_f, NEXT_TO * u)
     where = rest.view(bool)
     reach = np.zeros(count, dtype=np.float32)
     np.maximum.at(reach, parts[where], distance[where])
@@ -176,13 +244,17 @@ def foreign_parts(
 
 
 def drop_foreign(
-    alpha: np.ndarray, pixels: np.ndarray, seed: tuple[float, float], eye_px: float
+    alpha: np.ndarray,
+    pixels: np.ndarray,
+    seed: tuple[float, float],
+    eye_px: float,
+    chin_y: float,
 ) -> tuple[np.ndarray, int]:
     """The matte of `pixels` without what is not the person, and how many pixels of solid
     matte that took away. The soft edge round a removed part goes with it, and soft matte
     far from the body fades out, so neither leaves a tinted shadow."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
-    verdict = foreign_parts(alpha, lambda scale: shrink(pixels, scale), seed, eye_px)
+    verdict = foreign_parts(alpha, lambda scale: shrink(pixels, scale), seed, eye_px, chin_y)
     u = eye_px * verdict.scale
     reach, fade = LONG_REACH * u, max(1.0, EDGE_FADE * u)
     if not verdict.foreign.any() and not (verdict.soft & (verdict.distance > reach)).any():

@@ -45,11 +45,13 @@ def find_remnants(
     colour: tuple[int, int, int],
     seed: tuple[float, float],
     eye_px: float,
+    chin_y: float,
 ) -> list[Remnant]:
     """The remnants of the old background in `pixels` (H x W x 3 uint8) after it was replaced
     by `colour`, largest first. `alpha` is the matte the replacement used (it fills the
     person's parts that happen to have the new colour, a white collar on white); `seed` is a
-    point on the face and `eye_px` the eye distance, both in output pixels."""
+    point on the face (the eye midpoint), `eye_px` the eye distance and `chin_y` the chin's
+    row, all in output pixels."""
     height, width = alpha.shape
     difference = cv2.absdiff(np.ascontiguousarray(pixels), solid(height, width, colour))
     off = np.asarray(cv2.reduce(difference.reshape(-1, 3), 1, cv2.REDUCE_MAX)).reshape(
@@ -64,6 +66,7 @@ def find_remnants(
         lambda scale: _unmixed(shrink(pixels, scale), shrink(alpha, scale), colour),
         seed,
         eye_px,
+        chin_y,
         differs,
     )
     if not verdict.foreign.any():
