@@ -265,11 +265,11 @@ def drop_foreign(
         # where it is the person's edge as well.
         rim = _distance_to(verdict.foreign.view(np.uint8)) <= 1.5
         keep[rim & (verdict.distance > 1.0)] = 0.0
+        keep[verdict.foreign] = 0.0
     height, width = alpha.shape
+    # Brought back bilinearly: the cut is a soft ramp of a working pixel, not a staircase.
     keep_full = np.asarray(
         cv2.resize(keep.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     )
-    dropped = verdict.to_full(verdict.foreign, (width, height))
-    keep_full[dropped] = 0.0
-    removed = int(np.count_nonzero(dropped & (alpha >= 0.5)))
+    removed = int(np.count_nonzero((alpha >= 0.5) & (keep_full < 0.5)))
     return np.asarray(cv2.multiply(alpha, keep_full)), removed
