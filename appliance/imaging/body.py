@@ -48,6 +48,7 @@ SHOULDER_RADIUS = 0.6
 # inside, and the side of the smallest square a piece of other colours there must cover.
 SHOULDER_BAND = 0.6
 ODD_SIDE = 0.2
+ODD_ALPHA = 0.6  # (the colour of softer matte, un-mixed from the new background, is noise)
 # "Another colour": CIELAB distance between a part and the body beside it (a third of
 # NEXT_TO to NEXT_TO eye distances away: where a stripe meets the shoulder, the matte has
 # taken a little of the stripe into the body too); hair against hair and fabric against
@@ -197,14 +198,16 @@ def foreign_parts(
     shoulders[chin:] = True
     neck = slice(max(0, round(centre_x - NECK_HALF * u)), max(0, round(centre_x + NECK_HALF * u)))
     shoulders[:, neck] = False
-    # (Not along the bottom edge: the frame cuts the shoulders into thin wedges there.)
-    shoulders[max(chin, solid.shape[0] - round(SHOULDER_RADIUS * u)) :] = False
+    # The wider opening not along the bottom edge: the frame cuts the shoulders into thin
+    # wedges there (their colours are checked all the same).
+    upper = shoulders.copy()
+    upper[max(chin, solid.shape[0] - round(SHOULDER_RADIUS * u)) :] = False
     wide = person_core(solid, (centre_x, seed[1] * scale), SHOULDER_RADIUS * u)
-    core = (core.view(bool) & (~shoulders | wide.view(bool))).view(np.uint8)
+    core = (core.view(bool) & (~upper | wide.view(bool))).view(np.uint8)
     lab: np.ndarray | None = None
     if (shoulders & (core > 0)).any():
         lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB)
-        odd = _odd_colours(core, shoulders & (small >= 0.9), lab, u)
+        odd = _odd_colours(core, shoulders & (small >= ODD_ALPHA), lab, u)
         if odd.any():
             core = (core.view(bool) & ~odd).view(np.uint8)
     distance = _distance_to(core)
@@ -222,7 +225,7 @@ def foreign_parts(
     # shoulders.
     judged = np.zeros(count, dtype=bool)
     judged[np.unique(np.concatenate([parts[:, 0], parts[:, -1]]))] = True
-    judged[np.unique(parts[shoulders])] = True
+    judged[np.unique(parts[upper])] = True
     # A wedge of clothing the frame's bottom corner cuts off is not judged; a strip that
     # runs down into the corner from above the shoulders is.
     wedges = np.unique(parts[max(0, solid.shape[0] - round(SHOULDER_RADIUS * u)) - 1 :])
