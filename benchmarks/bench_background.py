@@ -16,7 +16,9 @@ each once with the matte as the segmenter gives it ("old") and once with the mat
 removal ("new"), with the ground truth beside the measure: how many output pixels still show
 the flag's red (none do in the same photo made without the flag). Last, the time of
 the removal (`drop_foreign`) and of the measure (`find_remnants`) on each output raster,
-repeated, median; and on the largest output of the specs (HK 40 x 50 mm, 1280 x 1600).
+repeated, median; and on the largest output of the specs (HK 40 x 50 mm, 1280 x 1600); and
+the whole ID photo from bench_process.py's 12 MP and 0.4 MP inputs with and without both,
+alternating run by run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import statistics
 import sys
@@ -173,6 +176,35 @@ def main() -> int:
             {"raster": label, "size": [width, height], "drop_ms": drop_ms, "measure_ms": measure_ms}
         )
 
+    # End to end, alternating run by run in this process (the host's load moves separate
+    # runs by more than the difference): the pipeline with the removal and the measure,
+    # and without them (the matte as the segmenter gives it, the check's evenness only).
+    import appliance.idphoto.checks as checks_mod
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_process import make_inputs
+
+    real_find = checks_mod.find_remnants
+    end_to_end = {}
+    for size, data in make_inputs().items():
+        request = ProductRequest(spec_id="icao-35x45")
+        pipeline.process(data, request)
+        with_ms: list[float] = []
+        without_ms: list[float] = []
+        for _ in range(max(1, repeats // 2)):
+            for bucket, on in ((with_ms, True), (without_ms, False)):
+                render_mod.drop_foreign = real_drop if on else (lambda alpha, *_: (alpha, 0))  # type: ignore[assignment]
+                checks_mod.find_remnants = real_find if on else (lambda *_: [])  # type: ignore[assignment]
+                start = time.perf_counter()
+                pipeline.process(data, request)
+                bucket.append((time.perf_counter() - start) * 1000.0)
+        render_mod.drop_foreign, checks_mod.find_remnants = real_drop, real_find
+        end_to_end[size] = {
+            "with_median_ms": round(statistics.median(with_ms), 1),
+            "without_median_ms": round(statistics.median(without_ms), 1),
+            "runs_each": len(with_ms),
+        }
+
     results = {
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -180,6 +212,8 @@ def main() -> int:
         "portraits": portraits,
         "variants": variants,
         "timings": timings,
+        "end_to_end": end_to_end,
+        "load_average": list(os.getloadavg()),
     }
     for row in portraits:
         print(
@@ -202,6 +236,12 @@ def main() -> int:
         f"(max {max(measures):.2f}); at {timings[-1]['size']}: "
         f"{timings[-1]['drop_ms']} / {timings[-1]['measure_ms']} ms"
     )
+    for size, row in end_to_end.items():
+        print(
+            f"end to end {size}: {row['with_median_ms']} ms with, {row['without_median_ms']} ms "
+            f"without ({row['runs_each']} alternating runs each)"
+        )
+    print(f"load average {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -21,7 +21,7 @@ import appliance.idphoto.render as render_mod
 from appliance.config import Config
 from appliance.idphoto.checks import TEXTS
 from appliance.idphoto.pipeline import IdPhotoPipeline, Product, ProductRequest
-from appliance.imaging.body import drop_foreign, foreign_parts, shrink
+from appliance.imaging.body import drop_foreign, foreign_parts, shrink, work_scale
 from appliance.imaging.remnants import find_remnants
 from tests.conftest import SHARED_PORTRAITS, portrait_params, resolve_portrait
 
@@ -216,7 +216,10 @@ def body_with(extra: list[tuple[int, int, int, int]]) -> np.ndarray:
 
 def foreign_of(alpha: np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray:
     colours = pixels if pixels is not None else np.full((*alpha.shape, 3), 90, np.uint8)
-    parts = foreign_parts(alpha, lambda scale: shrink(colours, scale), (120, 100), 40.0, 175.0)
+    scale = work_scale(40.0)
+    parts = foreign_parts(
+        shrink(alpha, scale), scale, lambda: shrink(colours, scale), (120, 100), 40.0, 175.0
+    )
     return parts.to_full(parts.foreign, (alpha.shape[1], alpha.shape[0]))
 
 

@@ -85,16 +85,20 @@ def _distance_to(mask: np.ndarray) -> np.ndarray:
 
 
 def work_scale(eye_px: float) -> float:
-    return min(1.0, WORK_EYE_PX / max(eye_px, 1.0))
+    """The working copy's scale: halvings (each a fast Gaussian pyramid step) until the eye
+    distance is nearest WORK_EYE_PX, never enlarged."""
+    halvings = max(0, round(np.log2(max(eye_px, 1.0) / WORK_EYE_PX)))
+    return float(0.5**halvings)
 
 
 def shrink(image: np.ndarray, scale: float) -> np.ndarray:
-    """`image` at `scale` (area-averaged), or itself at 1."""
-    if scale >= 1.0:
-        return image
-    height, width = image.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    """`image` at `scale` (one of work_scale's): a Gaussian pyramid step per halving (area
+    resampling at an odd ratio costs ten times as much)."""
+    small = np.ascontiguousarray(image)
+    while scale < 0.99:
+        small = np.asarray(cv2.pyrDown(small))
+        scale *= 2.0
+    return small
 
 
 def person_core(solid: np.ndarray, seed: tuple[float, float], radius: float) -> np.ndarray:
@@ -160,30 +164,29 @@ def _loose(mask: np.ndarray, distance: np.ndarray, reach: float) -> np.ndarray:
     count, pieces = cv2.connectedComponents(mask, connectivity=8)
     if count <= 1:
         return np.zeros(mask.shape, dtype=bool)
-    near = np.full(count, np.inf, dtype=np.float32)
-    np.minimum.at(near, np.asarray(pieces, dtype=np.intp).ravel(), distance.ravel())
-    loose = near > reach
+    loose = np.ones(count, dtype=bool)
+    loose[np.unique(pieces[distance <= reach])] = False
     loose[0] = False
     return np.asarray(loose[pieces])
 
 
 def foreign_parts(
-    alpha: np.ndarray,
-    colours: Callable[[float], np.ndarray],
+    small: np.ndarray,
+    scale: float,
+    colours: Callable[[], np.ndarray],
     seed: tuple[float, float],
     eye_px: float,
     chin_y: float,
     extra: np.ndarray | None = None,
 ) -> Parts:
-    """What in the matte `alpha` (H x W float32) is not the person, by the rules above.
+    """What in a matte is not the person, by the rules above, on its working copy `small`
+    (float32, at `scale` = work_scale(eye_px) of the full matte: see `shrink`).
 
-    `colours(scale)` gives the subject's colour per pixel at the working scale (uint8 RGB;
-    asked for only when a part's colour decides), `seed` is a point on the face (the eye
-    midpoint), `eye_px` the eye distance and `chin_y` the chin's row (full-resolution px).
-    `extra` (H x W bool) adds pixels that are not the new background without being solid
-    matte: their loose pieces count too."""
-    scale = work_scale(eye_px)
-    small = shrink(np.ascontiguousarray(alpha, dtype=np.float32), scale)
+    `colours()` gives the subject's colour per working pixel (uint8 RGB; asked for only when
+    colour decides), `seed` is a point on the face (the eye midpoint), `eye_px` the eye
+    distance and `chin_y` the chin's row, in full-resolution px. `extra` (working-copy bool)
+    adds pixels that are not the new background without being solid matte: their loose
+    pieces count too."""
     solid = (small >= 0.5).view(np.uint8)
     u = eye_px * scale
     empty = np.zeros(small.shape, dtype=bool)
@@ -206,7 +209,7 @@ def foreign_parts(
     core = (core.view(bool) & (~upper | wide.view(bool))).view(np.uint8)
     lab: np.ndarray | None = None
     if (shoulders & (core > 0)).any():
-        lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB)
+        lab = cv2.cvtColor(colours(), cv2.COLOR_RGB2LAB)
         odd = _odd_colours(core, shoulders & (small >= ODD_ALPHA), lab, u)
         if odd.any():
             core = (core.view(bool) & ~odd).view(np.uint8)
@@ -214,7 +217,7 @@ def foreign_parts(
     rest = ((solid > 0) & (core == 0) & (distance > 1.0)).view(np.uint8)
     soft = small > 0.02
     if extra is not None:
-        soft |= shrink(extra.view(np.uint8) * np.uint8(255), scale) > 0
+        soft |= extra
     foreign = _loose(soft.view(np.uint8), distance, HAIR_REACH * u)
     count, parts = cv2.connectedComponents(rest, connectivity=8)
     if count <= 1:
@@ -234,14 +237,12 @@ def foreign_parts(
     judged[0] = False
     if (judged & ~edge).any():
         if lab is None:
-            lab = cv2.cvtColor(colours(scale), cv2.COLOR_RGB2LAB)
+            lab = cv2.cvtColor(colours(), cv2.COLOR_RGB2LAB)
         lab_f = lab.astype(np.float32)
         for label in np.flatnonzero(judged & ~edge):
             edge[label] = _other_colour(parts == label, core, lab_f, NEXT_TO * u)
-    where = rest.view(bool)
-    reach = np.zeros(count, dtype=np.float32)
-    np.maximum.at(reach, parts[where], distance[where])
-    verdict = edge | (reach > LONG_REACH * u)
+    verdict = edge
+    verdict[np.unique(parts[distance > LONG_REACH * u])] = True
     verdict[0] = False
     return Parts(scale, foreign | verdict[parts], distance, soft)
 
@@ -257,7 +258,9 @@ def drop_foreign(
     matte that took away. The soft edge round a removed part goes with it, and soft matte
     far from the body fades out, so neither leaves a tinted shadow."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
-    verdict = foreign_parts(alpha, lambda scale: shrink(pixels, scale), seed, eye_px, chin_y)
+    scale = work_scale(eye_px)
+    small = shrink(alpha, scale)
+    verdict = foreign_parts(small, scale, lambda: shrink(pixels, scale), seed, eye_px, chin_y)
     u = eye_px * verdict.scale
     reach, fade = LONG_REACH * u, max(1.0, EDGE_FADE * u)
     if not verdict.foreign.any() and not (verdict.soft & (verdict.distance > reach)).any():

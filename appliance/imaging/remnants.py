@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.imaging.body import foreign_parts, shrink
+from appliance.imaging.body import foreign_parts, shrink, work_scale
 from appliance.imaging.matte import solid
 
 # A pixel is "not the new background" beyond this many levels (of 255) in any channel; the
@@ -53,34 +53,46 @@ def find_remnants(
     point on the face (the eye midpoint), `eye_px` the eye distance and `chin_y` the chin's
     row, all in output pixels."""
     height, width = alpha.shape
-    difference = cv2.absdiff(np.ascontiguousarray(pixels), solid(height, width, colour))
-    off = np.asarray(cv2.reduce(difference.reshape(-1, 3), 1, cv2.REDUCE_MAX)).reshape(
-        height, width
+    # On the working copy (about 24 px per eye distance; see appliance/imaging/body.py): the
+    # pyramid's averaging also takes single off-colour pixels (a hair tip's resampling) out.
+    scale = work_scale(eye_px)
+    small_pixels = shrink(pixels, scale)
+    small_alpha = shrink(np.ascontiguousarray(alpha, dtype=np.float32), scale)
+    difference = cv2.absdiff(
+        small_pixels, solid(small_alpha.shape[0], small_alpha.shape[1], colour)
     )
-    # Single off-colour pixels (resampling of a hair tip) are no remnant: a 3 x 3 median.
-    differs = np.asarray(cv2.medianBlur((off > COLOUR_LEVELS).view(np.uint8), 3), dtype=bool)
+    off = np.maximum(np.maximum(difference[..., 0], difference[..., 1]), difference[..., 2])
+    differs = off > COLOUR_LEVELS
     if not differs.any():
         return []
     verdict = foreign_parts(
-        alpha,
-        lambda scale: _unmixed(shrink(pixels, scale), shrink(alpha, scale), colour),
+        small_alpha,
+        scale,
+        lambda: _unmixed(small_pixels, small_alpha, colour),
         seed,
         eye_px,
         chin_y,
         differs,
     )
-    if not verdict.foreign.any():
+    left = (verdict.foreign & differs).view(np.uint8)
+    if not left.any():
         return []
-    left = (verdict.to_full(verdict.foreign, (width, height)) & differs).view(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(left, connectivity=8)
-    minimum = max(4, round(MIN_AREA_EYE2 * eye_px * eye_px))
+    minimum = max(4.0, MIN_AREA_EYE2 * eye_px * eye_px)
     found: list[Remnant] = []
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[label])
-        if area < minimum:
+        full_area = round(area / (scale * scale))
+        if full_area < minimum:
             continue
         strongest = int(off[y : y + h, x : x + w][labels[y : y + h, x : x + w] == label].max())
-        found.append(Remnant((x, y, x + w, y + h), area, strongest))
+        box = (
+            int(x / scale),
+            int(y / scale),
+            min(width, int(np.ceil((x + w) / scale))),
+            min(height, int(np.ceil((y + h) / scale))),
+        )
+        found.append(Remnant(box, full_area, strongest))
     return sorted(found, key=lambda r: -r.area_px)
 
 
