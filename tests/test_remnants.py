@@ -87,11 +87,20 @@ def test_no_residue_on_the_project_portraits(
 ) -> None:
     product = make(pipeline, rgb(resolve_portrait(portrait, sample_dir)), spec)
     check = background(product)
-    assert (check["status"], check["value"], check["regions"]) == ("pass", 0.0, ()), check
+    width, height = product.report["output"]["size"]
+    if (portrait.endswith("hivision-demo2.jpg"), spec) == (True, "us-2x2"):
+        # This photo is cut just below the shoulders, and the 2 x 2 in frame needs 118 rows
+        # more (the framing check warns): the continued strip repeats the photo's last rows,
+        # the old background beside the shoulder among them. That is a real remnant, and it
+        # is where the check says.
+        extended = product.report["transforms"]["subject_extended_px"]
+        assert check["status"] == "fail" and check["regions"], check
+        assert all(r["box"][1] >= height - extended for r in check["regions"]), check
+    else:
+        assert (check["status"], check["value"], check["regions"]) == ("pass", 0.0, ()), check
     # Taking foreign parts off the matte takes no shoulder or lock of hair off a real sitter
     # (each is well over 1 % of the frame; what it takes is stray matte, such as the old
     # background where the frame continues a photo cut just below the shoulders).
-    width, height = product.report["output"]["size"]
     assert product.report["transforms"]["matte_dropped_px"] <= 0.01 * width * height
 
 
@@ -257,3 +266,41 @@ def test_dropping_and_measuring_agree_on_a_composited_stripe() -> None:
     cleaned, dropped = drop_foreign(alpha, pixels, (120, 100), 40.0, 175.0)
     assert dropped >= 1000 and cleaned[160:230, 22:32].max() == 0.0
     assert (cleaned[120:170, 95:145] == 1.0).all()  # the neck and chin untouched
+
+
+@needs_shared
+def test_no_halo_of_the_red_backdrop_round_the_hair(
+    pipeline: IdPhotoPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The boy photographed on red, put on white: the soft edge of his dark hair carries no
+    red fringe (a plain blend of the same matte does)."""
+    seen: dict[str, np.ndarray] = {}
+    real = render_mod.replace_background
+
+    def spy(pixels: np.ndarray, alpha: np.ndarray, colour: Any) -> np.ndarray:
+        seen.update(pixels=pixels, alpha=alpha, out=real(pixels, alpha, colour))
+        return seen["out"]
+
+    monkeypatch.setattr(render_mod, "replace_background", spy)
+    make(pipeline, rgb(SHARED_PORTRAITS / "hivision-demo0.jpg"), "icao-35x45")
+    alpha, pixels, out = seen["alpha"], seen["pixels"].astype(float), seen["out"].astype(float)
+    crown = int(np.argmax((alpha >= 0.5).any(axis=1)))
+    head = np.zeros(alpha.shape, bool)
+    head[: crown + alpha.shape[0] // 4] = True  # the hair's top and sides
+    edge = head & (alpha > 0.1) & (alpha < 0.9)
+    assert edge.sum() > 200
+
+    # The hair itself, just inside the edge: its own (brown) redness.
+    inner = cv2.distanceTransform((alpha >= 0.98).view(np.uint8), cv2.DIST_L2, 5)
+    hair = head & (inner > 2) & (inner < 8)
+
+    def redness(image: np.ndarray, where: np.ndarray) -> float:
+        return float((image[..., 0] - (image[..., 1] + image[..., 2]) / 2)[where].mean())
+
+    blend = alpha[..., None] * pixels + (1 - alpha[..., None]) * 255.0
+    own = redness(out, hair)
+    print(
+        f"redness: hair {own:.1f}, edge {redness(out, edge):.1f}, blend {redness(blend, edge):.1f}"
+    )
+    assert redness(blend, edge) > own + 20  # the old red shows through a plain blend
+    assert redness(out, edge) < own + 5
