@@ -67,6 +67,7 @@ def main() -> int:
     from appliance.config import Config, InferenceConfig
     from appliance.idphoto.pipeline import IdPhotoPipeline, ProductRequest
     from appliance.imaging.body import drop_foreign
+    from appliance.imaging.matte import replace_background
     from appliance.imaging.remnants import find_remnants
     from appliance.inference.service import InferenceService
 
@@ -171,20 +172,27 @@ def main() -> int:
         cleaned, _ = drop_foreign(alpha, pixels, seed, eye_px, chin)
         drop_ms = median_ms(drop_foreign, alpha, pixels, seed, eye_px, chin)
         measure_ms = median_ms(find_remnants, pixels, cleaned, (255, 255, 255), seed, eye_px, chin)
+        replace_ms = median_ms(replace_background, pixels, cleaned, (255, 255, 255))
         height, width = alpha.shape
         timings.append(
-            {"raster": label, "size": [width, height], "drop_ms": drop_ms, "measure_ms": measure_ms}
+            {
+                "raster": label,
+                "size": [width, height],
+                "drop_ms": drop_ms,
+                "measure_ms": measure_ms,
+                "replace_ms": replace_ms,
+            }
         )
 
     # End to end, alternating run by run in this process (the host's load moves separate
     # runs by more than the difference): the pipeline with the removal and the measure,
     # and without them (the matte as the segmenter gives it, the check's evenness only).
-    import appliance.idphoto.checks as checks_mod
+    import appliance.idphoto.pipeline as pipeline_mod
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_process import make_inputs
 
-    real_find = checks_mod.find_remnants
+    real_find = pipeline_mod.find_remnants
     end_to_end = {}
     for size, data in make_inputs().items():
         request = ProductRequest(spec_id="icao-35x45")
@@ -194,11 +202,11 @@ def main() -> int:
         for _ in range(max(1, repeats // 2)):
             for bucket, on in ((with_ms, True), (without_ms, False)):
                 render_mod.drop_foreign = real_drop if on else (lambda alpha, *_: (alpha, 0))  # type: ignore[assignment]
-                checks_mod.find_remnants = real_find if on else (lambda *_: [])  # type: ignore[assignment]
+                pipeline_mod.find_remnants = real_find if on else (lambda *_: [])  # type: ignore[assignment]
                 start = time.perf_counter()
                 pipeline.process(data, request)
                 bucket.append((time.perf_counter() - start) * 1000.0)
-        render_mod.drop_foreign, checks_mod.find_remnants = real_drop, real_find
+        render_mod.drop_foreign, pipeline_mod.find_remnants = real_drop, real_find
         end_to_end[size] = {
             "with_median_ms": round(statistics.median(with_ms), 1),
             "without_median_ms": round(statistics.median(without_ms), 1),
@@ -230,11 +238,13 @@ def main() -> int:
         )
     drops = [t["drop_ms"] for t in timings[:-1]]
     measures = [t["measure_ms"] for t in timings[:-1]]
+    replaces = [t["replace_ms"] for t in timings[:-1]]
     print(
         f"drop_foreign median over rasters {statistics.median(drops):.2f} ms "
         f"(max {max(drops):.2f}); find_remnants {statistics.median(measures):.2f} ms "
-        f"(max {max(measures):.2f}); at {timings[-1]['size']}: "
-        f"{timings[-1]['drop_ms']} / {timings[-1]['measure_ms']} ms"
+        f"(max {max(measures):.2f}); replace_background {statistics.median(replaces):.2f} ms; "
+        f"at {timings[-1]['size']}: {timings[-1]['drop_ms']} / {timings[-1]['measure_ms']} / "
+        f"{timings[-1]['replace_ms']} ms"
     )
     for size, row in end_to_end.items():
         print(

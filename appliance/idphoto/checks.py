@@ -15,7 +15,7 @@ import numpy as np
 
 from appliance.idphoto.specs import DocumentSpec
 from appliance.imaging.matte import solid
-from appliance.imaging.remnants import find_remnants, where
+from appliance.imaging.remnants import Remnant, find_remnants, where
 
 Verdict = Literal["pass", "warn", "fail"]
 
@@ -310,10 +310,14 @@ def background_check(
     m: OutputMeasure,
     background: tuple[int, int, int],
     px_per_mm: float,
+    remnants: list[Remnant] | None = None,
 ) -> Check:
     """Nothing of the old background left (see appliance/imaging/remnants.py), and the new
-    one even where the matte is clear. Each remnant is a region to mark."""
-    remnants = find_remnants(pixels, alpha, background, m.eye_mid, m.eye_distance, m.chin_y)
+    one even where the matte is clear. Each remnant is a region to mark. `remnants`, when
+    given, are the measure already taken on these pixels (the pipeline takes it beside the
+    verification pass)."""
+    if remnants is None:
+        remnants = find_remnants(pixels, alpha, background, m.eye_mid, m.eye_distance, m.chin_y)
     limit = "no remnant of the old background; 95% of it within 8 levels of the colour"
     if remnants:
         area_mm2 = sum(r.area_px for r in remnants) / (px_per_mm * px_per_mm)

@@ -5,8 +5,9 @@ placement by the document's rules -> decode only what is kept, at the scale it i
 one warp (crop + scale + roll) -> refined matte -> new background -> the pipeline's own landmark
 pass on the result -> checks -> encode (exact pixels, DPI, size cap, no metadata) -> sheet.
 
-Two stages run beside the others on a second core (`side_work`): the matte beside the face
-search, the print sheet beside everything after the render. The report's per-stage timings are
+Three stages run beside the others on a second core (`side_work`): the matte beside the face
+search; the print sheet, and the measure of what is left of the old background, beside
+everything after the render. The report's per-stage timings are
 each stage's own time, so they add up to more than the total; "segment_wait" and "sheet_wait"
 are what the main thread still waited for them.
 """
@@ -35,6 +36,7 @@ from appliance.imaging.encode import encode_jpeg, encode_jpeg_capped
 from appliance.imaging.geometry import apply_affine
 from appliance.imaging.layout import compose_sheet
 from appliance.imaging.matte import parse_hex_colour
+from appliance.imaging.remnants import Remnant, find_remnants
 from appliance.inference.detector import Face
 from appliance.inference.landmarks import MIN_PRESENCE, FaceLandmarks
 from appliance.inference.segmenter import PortraitMask
@@ -327,6 +329,19 @@ class IdPhotoPipeline:
                 face_point,
                 eye_px,
             )
+        # What is left of the old background is measured on the finished pixels beside the
+        # verification pass (the face's place on them is known from the source).
+        remnants_job = side_work().submit(
+            timings.timed,
+            "remnants",
+            find_remnants,
+            rendered.pixels,
+            rendered.alpha,
+            background,
+            face_point,
+            eye_px,
+            chin_row,
+        )
         # The print sheet needs only the finished pixels: it is tiled and encoded (a 2 MP
         # JPEG, the longest single step) on the second core from here on.
         sheet_job = side_work().submit(
@@ -362,6 +377,8 @@ class IdPhotoPipeline:
                 min_bytes=spec.min_file_bytes,
                 min_size=spec.digital_min_px,
             )
+        with timings("remnants_wait"):
+            remnants = remnants_job.result()
         with timings("checks"):
             report_checks = self._checks(
                 rendered,
@@ -371,6 +388,7 @@ class IdPhotoPipeline:
                 background,
                 1.0 / out_per_full if out_per_full else 0.0,
                 head.roll,
+                remnants,
             )
         eye_lo, eye_hi = spec.eye_line_px_range
         with timings("preview"):
@@ -474,6 +492,7 @@ class IdPhotoPipeline:
         background: tuple[int, int, int],
         source_per_out: float,
         roll: float,
+        remnants: list[Remnant],
     ) -> list[checks_mod.Check]:
         if measured is None:
             return [checks_mod.check("single face", "fail", 0, "exactly 1", "no face")]
@@ -485,7 +504,7 @@ class IdPhotoPipeline:
                 rendered.pixels, rendered.alpha, measure, background, source_per_out
             ),
             checks_mod.background_check(
-                rendered.pixels, rendered.alpha, measure, background, px_per_mm
+                rendered.pixels, rendered.alpha, measure, background, px_per_mm, remnants
             ),
             checks_mod.glasses_check(rendered.pixels, points),
             checks_mod.framing_check(rendered.extended_share),
