@@ -146,14 +146,18 @@ def _odd_colours(core: np.ndarray, zone: np.ndarray, lab: np.ndarray, u: float) 
         return none
     bins = (lab >> 3).astype(np.intp)  # 32 levels per axis
     index = (bins[..., 0] * 32 + bins[..., 1]) * 32 + bins[..., 2]
-    seen = (np.bincount(index[deep], minlength=32**3) >= 2).reshape(32, 32, 32)
-    for axis in range(3):  # a neighbouring bin counts as the same colour
-        seen = seen | np.roll(seen, 1, axis) | np.roll(seen, -1, axis)
-    odd = (band & ~seen.reshape(-1)[index]).view(np.uint8)
-    count, pieces, stats, _ = cv2.connectedComponentsWithStats(odd, connectivity=8)
+    # Rows L, columns a * 32 + b; a neighbouring bin on any axis counts as the same colour
+    # (three dilations: along L, along b, and along a, which is 32 columns apart).
+    seen = (np.bincount(index[deep], minlength=32**3) >= 2).astype(np.uint8).reshape(32, 1024)
+    along_a = np.zeros((1, 65), np.uint8)
+    along_a[0, [0, 32, 64]] = 1
+    for kernel in (np.ones((3, 1), np.uint8), np.ones((1, 3), np.uint8), along_a):
+        seen = np.asarray(cv2.dilate(seen, kernel), dtype=np.uint8)
+    odd = (band & (seen.reshape(-1)[index] == 0)).view(np.uint8)
+    count, pieces = cv2.connectedComponents(odd, connectivity=8)
     if count <= 1:
         return none
-    big = stats[:, cv2.CC_STAT_AREA] >= (ODD_SIDE * u) ** 2
+    big = np.bincount(pieces.ravel(), minlength=count) >= (ODD_SIDE * u) ** 2
     big[0] = False
     return np.asarray(big[pieces])
 
@@ -165,7 +169,7 @@ def _loose(mask: np.ndarray, distance: np.ndarray, reach: float) -> np.ndarray:
     if count <= 1:
         return np.zeros(mask.shape, dtype=bool)
     loose = np.ones(count, dtype=bool)
-    loose[np.unique(pieces[distance <= reach])] = False
+    loose[pieces[distance <= reach]] = False
     loose[0] = False
     return np.asarray(loose[pieces])
 
@@ -223,17 +227,19 @@ def foreign_parts(
     if count <= 1:
         return Parts(scale, foreign, distance, soft)
     edge = np.zeros(count, dtype=bool)
-    edge[np.unique(parts[0])] = True
+    edge[parts[0]] = True
     # Judged by their colour: parts leaving the frame at a side, and parts standing on the
     # shoulders.
     judged = np.zeros(count, dtype=bool)
-    judged[np.unique(np.concatenate([parts[:, 0], parts[:, -1]]))] = True
-    judged[np.unique(parts[upper])] = True
+    judged[parts[:, 0]] = True
+    judged[parts[:, -1]] = True
+    judged[parts[upper]] = True
     # A wedge of clothing the frame's bottom corner cuts off is not judged; a strip that
     # runs down into the corner from above the shoulders is.
-    wedges = np.unique(parts[max(0, solid.shape[0] - round(SHOULDER_RADIUS * u)) - 1 :])
-    above = np.unique(parts[: max(0, solid.shape[0] - round(SHOULDER_RADIUS * u)) - 1])
-    judged[np.setdiff1d(np.intersect1d(wedges, np.unique(parts[-1])), above)] = False
+    band = max(0, solid.shape[0] - round(SHOULDER_RADIUS * u)) - 1
+    above = np.bincount(parts[:band].ravel(), minlength=count) > 0
+    bottom = np.bincount(parts[-1], minlength=count) > 0
+    judged[bottom & ~above] = False
     judged[0] = False
     if (judged & ~edge).any():
         if lab is None:
@@ -242,7 +248,7 @@ def foreign_parts(
         for label in np.flatnonzero(judged & ~edge):
             edge[label] = _other_colour(parts == label, core, lab_f, NEXT_TO * u)
     verdict = edge
-    verdict[np.unique(parts[distance > LONG_REACH * u])] = True
+    verdict[parts[distance > LONG_REACH * u]] = True
     verdict[0] = False
     return Parts(scale, foreign | verdict[parts], distance, soft)
 
