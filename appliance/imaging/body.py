@@ -9,9 +9,9 @@ opening took away is edge detail (hair strands, fabric) unless it
 
 - runs out of the frame at the top (a pole; hair ends inside the frame there: the document
   keeps a margin above the crown),
-- runs out at a side, or stands on the shoulders, in another colour
-  than the body beside it (long hair and clothing leave the frame at the sides and lie on
-  the shoulders too, in their own colour; a flag's stripe does not share it),
+- runs out at a side, or stands on the shoulders, in another colour than the body beside it
+  (long hair and clothing leave the frame at the sides and lie on the shoulders too, in
+  their own colour; a flag's stripe does not share it),
 - reaches further from the body than hanging hair does, or
 - is not joined to the body and lies beyond the reach of hair.
 
@@ -20,8 +20,8 @@ colours found nowhere inside the body (the foot of a flag beside the shoulder) i
 person either.
 
 The decisions are about shapes a few eye distances across, so they are made on a copy of
-the matte at about 24 px per eye distance (a few thousand pixels: about a millisecond), and
-only their result is brought back to the full-resolution matte.
+the matte at about 24 px per eye distance (some ten thousand pixels: a millisecond or two),
+and only their result is brought back to the full-resolution matte.
 """
 
 from __future__ import annotations
