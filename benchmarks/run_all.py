@@ -7,8 +7,10 @@
 Runs, one after the other (never two at once, so none disturbs another's timing):
 bench_models.py (each model, float against int8, 1/2/4 threads), bench_process.py (the ID
 photo per stage, the limit, peak RSS), bench_peer.py (MediaPipe's own solutions on the shared
-portraits beside the appliance), bench_daemon.py (cold start, RSS) and bench_slow_clients.py
-(staff and health latency with 100 slow clients connected). Each writes its JSON into
+portraits beside the appliance), bench_daemon.py (cold start, RSS), bench_slow_clients.py
+(staff and health latency with 100 slow clients connected) and bench_background.py (the
+background residue on real portraits and flag variants, the matte step's and the measure's
+cost). Each writes its JSON into
 --out (default benchmarks/out/<UTC date and time>/); all.json there holds them together with
 the machine description. The figures in RESULTS.md come from such a run.
 """
@@ -32,6 +34,7 @@ SCRIPTS = {
     "peer": "bench_peer.py",
     "daemon": "bench_daemon.py",
     "slow_clients": "bench_slow_clients.py",
+    "background": "bench_background.py",
 }
 PACKAGES = ("ai-edge-litert", "numpy", "opencv-python-headless", "pillow", "appliance")
 

@@ -92,3 +92,35 @@ def test_run_all_records_the_machine_and_each_result(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert refused.returncode == 2 and "unknown benchmark(s) nope" in refused.stderr
+
+
+def test_background_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "background.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_background.py"),
+            "--smoke",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert {"astronaut.png"} <= {row["portrait"] for row in results["portraits"]}
+    # Zero on every real portrait, but for the one frame continued past its photo's edge
+    # (see RESULTS.md and tests/test_remnants.py).
+    continued = ("hivision-demo2.jpg", "us-2x2")
+    assert all(
+        row["residue_mm2"] == 0.0
+        for row in results["portraits"]
+        if (row["portrait"], row["spec"]) != continued
+    )
+    # With the matte as the segmenter gives it, every flag variant is caught.
+    assert all(row["old"]["status"] == "fail" for row in results["variants"])
+    assert all(t["drop_ms"] > 0 and t["measure_ms"] > 0 for t in results["timings"])

@@ -15,6 +15,7 @@ import numpy as np
 
 from appliance.idphoto.specs import DocumentSpec
 from appliance.imaging.matte import solid
+from appliance.imaging.remnants import Remnant, find_remnants, where
 
 Verdict = Literal["pass", "warn", "fail"]
 
@@ -48,6 +49,20 @@ TEXTS: dict[str, str] = {
     "soft": "the face looks soft: check focus and movement",
     "even": "plain, even background",
     "uneven": "the background is not even",
+    # A remnant of the old background, by where the largest one is (as the photo is seen).
+    **{
+        f"remnant {place}": (
+            f"%(area)s mm² of the old background left {wording}: move what stands behind the "
+            "person (a flag, a pole, a chair back) or retake against the plain backdrop"
+        )
+        for place, wording in (
+            ("left head", "on the left of the photo, beside the head"),
+            ("right head", "on the right of the photo, beside the head"),
+            ("left shoulder", "on the left of the photo, beside the shoulder"),
+            ("right shoulder", "on the right of the photo, beside the shoulder"),
+            ("above", "above the head"),
+        )
+    },
     "resolution": "%(px)s px between the eyes in the output",
     "enlarged": (
         "%(px)s px between the eyes in the output; enlarged from a small face, may look soft"
@@ -64,6 +79,15 @@ TEXTS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class Region:
+    """A place on the finished photo that a check is about, for the operator's preview to
+    mark: a box in output pixels (x0, y0, x1, y1; x1 and y1 exclusive) and what is there."""
+
+    kind: str  # "remnant" (of the old background), ...
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     status: Verdict
@@ -72,18 +96,26 @@ class Check:
     message: str  # English
     text: str = ""  # the message's template (one of TEXTS), for translation
     values: dict[str, str] = field(default_factory=dict)
+    regions: tuple[Region, ...] = ()  # where the problem is, when it has a place
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def check(
-    name: str, status: Verdict, value: float | int | str, limit: str, text: str, **values: object
+    name: str,
+    status: Verdict,
+    value: float | int | str,
+    limit: str,
+    text: str,
+    *,
+    regions: tuple[Region, ...] = (),
+    **values: object,
 ) -> Check:
     """A check whose message is TEXTS[text] filled with `values` (kept as strings)."""
     template = TEXTS[text]
     strings = {key: str(v) for key, v in values.items()}
-    return Check(name, status, value, limit, template % strings, template, strings)
+    return Check(name, status, value, limit, template % strings, template, strings, regions)
 
 
 @dataclass(frozen=True)
@@ -242,15 +274,6 @@ def image_checks(
     scale = 64.0 / max(m.eye_distance, 1.0)
     normal = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     sharpness = float(cv2.Laplacian(normal, cv2.CV_32F).var())
-    # Every second pixel each way is plenty for a percentile over the background.
-    sample = np.ascontiguousarray(pixels[::2, ::2])
-    back = alpha[::2, ::2] < 0.05
-    height, width = back.shape
-    distance = _channel_max(cv2.absdiff(sample, solid(height, width, background)))[back.ravel()]
-    spread = 0.0
-    if distance.size:  # the 95th percentile, by counting (the distances are 0-255)
-        counts = np.cumsum(np.bincount(distance, minlength=256))
-        spread = float(np.searchsorted(counts, 0.95 * distance.size))
     resolution = source_px_per_output_px
     return [
         check(
@@ -271,13 +294,6 @@ def image_checks(
             "sharp" if sharpness >= 60 else "soft",
         ),
         check(
-            "background",
-            _graded(spread, 8.0, 24.0),
-            round(spread, 1),
-            "95% of background within 8 levels of the colour",
-            "even" if spread <= 8 else "uneven",
-        ),
-        check(
             "resolution",
             "pass" if resolution >= 1.0 else "warn" if resolution >= 0.5 else "fail",
             round(resolution, 2),
@@ -286,6 +302,52 @@ def image_checks(
             px=f"{m.eye_distance:.0f}",
         ),
     ]
+
+
+def background_check(
+    pixels: np.ndarray,
+    alpha: np.ndarray,
+    m: OutputMeasure,
+    background: tuple[int, int, int],
+    px_per_mm: float,
+    remnants: list[Remnant] | None = None,
+) -> Check:
+    """Nothing of the old background left (see appliance/imaging/remnants.py), and the new
+    one even where the matte is clear. Each remnant is a region to mark. `remnants`, when
+    given, are the measure already taken on these pixels (the pipeline takes it beside the
+    verification pass)."""
+    if remnants is None:
+        remnants = find_remnants(pixels, alpha, background, m.eye_mid, m.eye_distance, m.chin_y)
+    limit = "no remnant of the old background; 95% of it within 8 levels of the colour"
+    if remnants:
+        area_mm2 = sum(r.area_px for r in remnants) / (px_per_mm * px_per_mm)
+        place = where(remnants[0], m.face_centre_x, m.chin_y, m.crown_y)
+        return check(
+            "background",
+            "fail",
+            round(area_mm2, 1),
+            limit,
+            f"remnant {place}",
+            regions=tuple(Region("remnant", r.box) for r in remnants),
+            area=f"{area_mm2:.1f}",
+        )
+    # Every second pixel each way is plenty for a percentile over the background.
+    sample = np.ascontiguousarray(pixels[::2, ::2])
+    back = alpha[::2, ::2] < 0.05
+    height, width = back.shape
+    distance = _channel_max(cv2.absdiff(sample, solid(height, width, background)))[back.ravel()]
+    spread = 0.0
+    if distance.size:  # the 95th percentile, by counting (the distances are 0-255)
+        counts = np.cumsum(np.bincount(distance, minlength=256))
+        spread = float(np.searchsorted(counts, 0.95 * distance.size))
+    return check(
+        "background",
+        _graded(spread, 8.0, 24.0),
+        0.0,
+        limit,
+        "even" if spread <= 8 else "uneven",
+        spread=f"{spread:.0f}",
+    )
 
 
 def _channel_max(pixels: np.ndarray) -> np.ndarray:

@@ -5,8 +5,9 @@ placement by the document's rules -> decode only what is kept, at the scale it i
 one warp (crop + scale + roll) -> refined matte -> new background -> the pipeline's own landmark
 pass on the result -> checks -> encode (exact pixels, DPI, size cap, no metadata) -> sheet.
 
-Two stages run beside the others on a second core (`side_work`): the matte beside the face
-search, the print sheet beside everything after the render. The report's per-stage timings are
+Three stages run beside the others on a second core (`side_work`): the matte beside the face
+search; the print sheet, and the measure of what is left of the old background, beside
+everything after the render. The report's per-stage timings are
 each stage's own time, so they add up to more than the total; "segment_wait" and "sheet_wait"
 are what the main thread still waited for them.
 """
@@ -35,6 +36,7 @@ from appliance.imaging.encode import encode_jpeg, encode_jpeg_capped
 from appliance.imaging.geometry import apply_affine
 from appliance.imaging.layout import compose_sheet
 from appliance.imaging.matte import parse_hex_colour
+from appliance.imaging.remnants import Remnant, find_remnants
 from appliance.inference.detector import Face
 from appliance.inference.landmarks import MIN_PRESENCE, FaceLandmarks
 from appliance.inference.segmenter import PortraitMask
@@ -312,6 +314,7 @@ class IdPhotoPipeline:
         kept_to_raster = chain(kept_to_view(view.scale, view.origin, kept.scale), view_to_raster)
         chin_row = float((view_to_raster @ np.array([*head.chin, 1.0]))[1])
         head_rows = plan.head_mm * px_per_mm
+        face_point, eye_px = _face_on(view_to_raster, head)
         with timings("render"):
             rendered = render(
                 kept.pixels,
@@ -323,7 +326,22 @@ class IdPhotoPipeline:
                 background,
                 chin_row,
                 head_rows,
+                face_point,
+                eye_px,
             )
+        # What is left of the old background is measured on the finished pixels beside the
+        # verification pass (the face's place on them is known from the source).
+        remnants_job = side_work().submit(
+            timings.timed,
+            "remnants",
+            find_remnants,
+            rendered.pixels,
+            rendered.alpha,
+            background,
+            face_point,
+            eye_px,
+            chin_row,
+        )
         # The print sheet needs only the finished pixels: it is tiled and encoded (a 2 MP
         # JPEG, the longest single step) on the second core from here on.
         sheet_job = side_work().submit(
@@ -339,6 +357,7 @@ class IdPhotoPipeline:
             kept,
             background,
             chin_row / px_per_mm,
+            head,
         )
         with timings("verify"):
             eyes = apply_affine(view_to_raster, np.array([marks.right_eye, marks.left_eye]))
@@ -358,6 +377,8 @@ class IdPhotoPipeline:
                 min_bytes=spec.min_file_bytes,
                 min_size=spec.digital_min_px,
             )
+        with timings("remnants_wait"):
+            remnants = remnants_job.result()
         with timings("checks"):
             report_checks = self._checks(
                 rendered,
@@ -367,6 +388,7 @@ class IdPhotoPipeline:
                 background,
                 1.0 / out_per_full if out_per_full else 0.0,
                 head.roll,
+                remnants,
             )
         eye_lo, eye_hi = spec.eye_line_px_range
         with timings("preview"):
@@ -376,6 +398,12 @@ class IdPhotoPipeline:
                     measured[0] if measured else None,
                     (size[1] - eye_hi, size[1] - eye_lo),
                     None,
+                    regions=tuple(
+                        region
+                        for check in report_checks
+                        if check.status != "pass"
+                        for region in check.regions
+                    ),
                 ),
                 dpi=72,
                 quality=85,
@@ -407,6 +435,7 @@ class IdPhotoPipeline:
                 "scale_out_per_source_px": round(out_per_full, 4),
                 "background": "#{:02X}{:02X}{:02X}".format(*background),
                 "subject_extended_px": rendered.extended_px,
+                "matte_dropped_px": rendered.dropped_px,
                 "crown_from_matte": head.crown_from_matte,
             },
             "checks": [c.to_dict() for c in report_checks],
@@ -427,6 +456,7 @@ class IdPhotoPipeline:
         kept: DecodedImage,
         background: tuple[int, int, int],
         chin_mm: float,
+        head: Any,
     ) -> bytes:
         dpi = self.config.product.sheet_dpi
         per_mm = dpi / 25.4
@@ -447,6 +477,7 @@ class IdPhotoPipeline:
                 background,
                 chin_mm * per_mm,
                 plan.head_mm * per_mm,
+                *_face_on(to_raster, head),
             ).pixels
         sheet = compose_sheet(photo, (spec.width_mm, spec.height_mm), paper=paper, dpi=dpi)
         # Printed at 300 dpi, 4:2:0 chroma (150 dpi) is below what the eye resolves on paper.
@@ -461,6 +492,7 @@ class IdPhotoPipeline:
         background: tuple[int, int, int],
         source_per_out: float,
         roll: float,
+        remnants: list[Remnant],
     ) -> list[checks_mod.Check]:
         if measured is None:
             return [checks_mod.check("single face", "fail", 0, "exactly 1", "no face")]
@@ -471,9 +503,18 @@ class IdPhotoPipeline:
             *checks_mod.image_checks(
                 rendered.pixels, rendered.alpha, measure, background, source_per_out
             ),
+            checks_mod.background_check(
+                rendered.pixels, rendered.alpha, measure, background, px_per_mm, remnants
+            ),
             checks_mod.glasses_check(rendered.pixels, points),
             checks_mod.framing_check(rendered.extended_share),
         ]
+
+
+def _face_on(view_to_raster: np.ndarray, head: Any) -> tuple[tuple[float, float], float]:
+    """The eye midpoint and the eye distance of `head` on a raster."""
+    x, y = apply_affine(view_to_raster, np.array([head.eye_mid]))[0]
+    return (float(x), float(y)), head.eye_distance * float(np.hypot(*view_to_raster[:, 0]))
 
 
 def _geometry(measure: Any, px_per_mm: float, size: tuple[int, int]) -> dict[str, float]:

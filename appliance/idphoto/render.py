@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from appliance.errors import SubjectCutError
-from appliance.idphoto.checks import OutputMeasure
+from appliance.idphoto.checks import OutputMeasure, Region
+from appliance.imaging.body import drop_foreign
 from appliance.imaging.geometry import (
     Point,
     apply_affine,
@@ -31,6 +32,8 @@ from appliance.inference.service import InferenceService
 
 # How much of the body below the chin, in head heights, the photo itself must show.
 SHOULDER_SHARE = 0.35
+# The box colour on the preview for each kind of region a check names (RGB).
+REGION_COLOURS = {"remnant": (255, 0, 200)}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Rendered:
     alpha: np.ndarray  # refined matte on it, float32
     extended_px: int  # rows of subject continued past the photo's edge
     extended_share: float  # share of the frame where the subject was continued
+    dropped_px: int = 0  # solid matte taken away as not the person (poles, flag fringes)
 
 
 def render(
@@ -51,7 +55,11 @@ def render(
     background: tuple[int, int, int] | None,
     chin_row: float,
     head_rows: float,
+    face_point: Point,
+    eye_px: float,
 ) -> Rendered:
+    """`face_point` (the eye midpoint), `eye_px` (the eye distance) and `chin_row`, in raster
+    pixels, tell the person's body from what the matte joined to it."""
     width, height = size
     kept, kept_to_raster = _reduce_region(kept, kept_to_raster, size)
     enlarge = float(np.hypot(*kept_to_raster[:, 0])) > 1.05
@@ -64,6 +72,7 @@ def render(
     )
     inside = inside_mask(kept.shape, kept_to_raster, size)
     alpha = tighten(inference.segmenter.refine(mask, pixels, view_to_raster))
+    alpha, dropped = drop_foreign(alpha, pixels, face_point, eye_px, chin_row)
     # The photo must show the neck and the top of the shoulders (a third of a head below the
     # chin); below that, clothing the frame needs past the photo's edge is continued from it.
     centre = inside[:, width // 2]
@@ -86,7 +95,7 @@ def render(
     share = float(outside_subject.mean())
     if background is not None:
         pixels = replace_background(pixels, alpha, background)
-    return Rendered(pixels, alpha, extended, share)
+    return Rendered(pixels, alpha, extended, share, dropped)
 
 
 def _reduce_region(
@@ -164,8 +173,11 @@ def draw_guides(
     eye_band: tuple[float, float],
     head_band: tuple[float, float] | None,
     max_side: int = 900,
+    regions: tuple[Region, ...] = (),
 ) -> np.ndarray:
-    """A preview for the operator: crown, chin and eye lines, the allowed eye band, centre."""
+    """A preview for the operator: crown, chin and eye lines, the allowed eye band, centre,
+    and a box round each region a failed or doubtful check is about (a remnant of the old
+    background)."""
     scale = min(1.0, max_side / max(pixels.shape[:2]))
     view = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     height, width = view.shape[:2]
@@ -187,6 +199,16 @@ def draw_guides(
             (measure.eye_mid[1], (30, 90, 230)),
         ):
             cv2.line(view, (0, round(y * scale)), (width - 1, round(y * scale)), colour, thick)
+    pad = 2 * thick
+    for region in regions:
+        x0, y0, x1, y1 = (round(v * scale) for v in region.box)
+        cv2.rectangle(
+            view,
+            (max(0, x0 - pad), max(0, y0 - pad)),
+            (min(width - 1, x1 + pad), min(height - 1, y1 + pad)),
+            REGION_COLOURS.get(region.kind, (255, 0, 255)),
+            thick,
+        )
     return view
 
 

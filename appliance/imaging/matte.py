@@ -40,33 +40,37 @@ def _times(pixels: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.multiply(pixels.astype(np.float32), cv2.merge([weight] * 3)))
 
 
-def _old_background(
+def _local_colours(
     pixels: np.ndarray, alpha: np.ndarray, radius: int, index: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The old background's colour around each listed (flat index) pixel, and how much pure
-    background that estimate rests on: a blur weighted by (1 - alpha) ** 8, so only pixels the
-    matte calls background count (a lower power lets the soft edge's own mixed pixels, the
-    subject's colour in them, into the estimate). The blur spans dozens of pixels, so it is
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Around each listed (flat index) pixel, the colour of the sure old background and of
+    the sure subject, each with how much sure pixel it rests on: blurs weighted by the
+    layer's share of each pixel (1 - alpha, alpha) to the 8th power, so only the pixels the
+    matte is sure of count (a lower power lets the soft edge's own mixed pixels, the other
+    layer's colour in them, into the estimate). The blurs span dozens of pixels, so they are
     computed at half resolution (each half-res pixel the mean of a 2 x 2 block) and read back
     at the nearest half-res pixel."""
     height, width = alpha.shape
     half = (max(1, width // 2), max(1, height // 2))
     small = cv2.resize(pixels[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA)
-    weight = np.float32(1.0) - cv2.resize(
-        alpha[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA
-    )
-    for _ in range(3):
-        weight = np.asarray(cv2.multiply(weight, weight), dtype=np.float32)
+    subject = cv2.resize(alpha[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA)
     size = (2 * max(1, radius // 2) + 1,) * 2
-    support = cv2.boxFilter(weight, -1, size)
-    estimate = cv2.divide(
-        cv2.boxFilter(_times(small, weight), -1, size),
-        cv2.merge([np.maximum(support, np.float32(1e-4))] * 3),
-    )
     at = np.minimum(index // width // 2, half[1] - 1) * half[0] + np.minimum(
         index % width // 2, half[0] - 1
     )
-    return np.asarray(estimate.reshape(-1, 3)[at], dtype=np.float32), support.reshape(-1)[at]
+    found = []
+    for weight in (np.float32(1.0) - subject, subject):
+        for _ in range(3):
+            weight = np.asarray(cv2.multiply(weight, weight), dtype=np.float32)
+        support = cv2.boxFilter(weight, -1, size)
+        estimate = cv2.divide(
+            cv2.boxFilter(_times(small, weight), -1, size),
+            cv2.merge([np.maximum(support, np.float32(1e-4))] * 3),
+        )
+        found.append(
+            (np.asarray(estimate.reshape(-1, 3)[at], dtype=np.float32), support.reshape(-1)[at])
+        )
+    return found
 
 
 def replace_background(
@@ -94,7 +98,7 @@ def replace_background(
     # Un-mix the edge pixels: observed = a * subject + (1 - a) * old, so the subject over the
     # new background is observed + (1 - a) * (new - old), with the subject kept in range.
     radius = max(3, round(max(height, width) / 30))
-    old, support = _old_background(pixels, alpha, radius, index)
+    (old, support), (near, near_support) = _local_colours(pixels, alpha, radius, index)
     # (N x 3 arrays of one shape throughout: numpy broadcasts over a last axis of 3 slowly.)
     a = np.repeat(flat_alpha[index][:, None], 3, axis=1)
     rest = np.float32(1.0) - a
@@ -104,6 +108,14 @@ def replace_background(
     thin = support < 1e-3
     old[thin] = observed[thin]
     subject = np.clip((observed - rest * old) / np.maximum(a, np.float32(0.02)), 0, 255)
+    # Decontaminate: the more transparent the pixel, the less its un-mixed colour is worth
+    # (a matte a little too opaque there leaves the old colour in it: a fringe of the old
+    # backdrop round the hair), so it leans on the subject's own colour nearby instead.
+    # (A wisp with no sure subject within reach keeps its un-mixed colour.)
+    alone = near_support < 1e-3
+    near[alone] = subject[alone]
+    lean = np.minimum(rest * np.float32(2.0), np.float32(1.0))
+    subject += lean * (near - subject)
     mixed = a * subject + rest * new.reshape(-1, 3)[index].astype(np.float32)
     out.reshape(-1, 3)[index] = np.clip(mixed + np.float32(0.5), 0, 255).astype(np.uint8)
     return np.asarray(out)

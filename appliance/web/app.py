@@ -162,9 +162,8 @@ def create_app(services: WebServices, overrides: Mapping[str, Any] | None = None
     app.after_request(_remember_language)
     app.context_processor(_template_globals)
     problems.install(app)
-    blueprints = (public.bp, auth.bp, ui.bp, kiosk.bp, admin.bp, api.bp, account.bp)
-    blueprints += (passkey_routes.bp,)
-    for blueprint in blueprints:
+    blueprints = [public.bp, auth.bp, ui.bp, kiosk.bp, admin.bp, api.bp, account.bp]
+    for blueprint in [*blueprints, passkey_routes.bp]:
         app.register_blueprint(blueprint)
     _public_static(app)
     return app

@@ -1,0 +1,306 @@
+"""Remnants of the old background: measured on the finished photo, named, marked, removed.
+
+Real models on real portraits. The flag is real too: the US flag at the left edge of the
+astronaut photograph (public-domain NASA portrait), cut out and composited beside a sitter's
+shoulder the way a flag standing behind them shows in a photo. The issue this answers: such a
+flag's stripe stayed in the digital file and the background check still said "plain, even".
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import appliance.idphoto.render as render_mod
+from appliance.config import Config
+from appliance.idphoto.checks import TEXTS
+from appliance.idphoto.pipeline import IdPhotoPipeline, Product, ProductRequest
+from appliance.imaging.body import drop_foreign, foreign_parts, shrink, work_scale
+from appliance.imaging.remnants import find_remnants
+from tests.conftest import SHARED_PORTRAITS, portrait_params, resolve_portrait
+
+
+@pytest.fixture(scope="module")
+def pipeline(inference: Any, config: Config) -> IdPhotoPipeline:
+    return IdPhotoPipeline(inference, config)
+
+
+def rgb(path: Path) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
+
+
+def make(pipeline: IdPhotoPipeline, pixels: np.ndarray, spec: str) -> Product:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return pipeline.process(buffer.getvalue(), ProductRequest(spec_id=spec))
+
+
+def background(product: Product) -> dict[str, Any]:
+    return next(c for c in product.report["checks"] if c["name"] == "background")
+
+
+def flag_beside_shoulder(
+    pipeline: IdPhotoPipeline,
+    portrait: np.ndarray,
+    flag: np.ndarray,
+    box: tuple[int, int, int, int],
+    over_outline_px: int,
+) -> np.ndarray:
+    """`portrait` with the real `flag` in the box (x, y, w, h): behind the sitter, except for
+    the outer `over_outline_px` of their outline, which the flag's edge hangs over (as a
+    fringe does when the flag stands right behind the shoulder)."""
+    x, y, w, h = box
+    segmenter = pipeline.inference.segmenter
+    person = segmenter.refine(segmenter.segment(portrait), portrait)
+    if over_outline_px:
+        side = 2 * over_outline_px + 1
+        person = cv2.erode(person, np.ones((side, side), np.uint8))
+    strip = cv2.resize(flag, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    share = person[y : y + h, x : x + w, None]
+    out = portrait.copy()
+    region = out[y : y + h, x : x + w].astype(np.float32)
+    out[y : y + h, x : x + w] = np.clip(share * region + (1 - share) * strip + 0.5, 0, 255)
+    return out
+
+
+@pytest.fixture(scope="module")
+def flag(sample_dir: Path) -> np.ndarray:
+    """The flag's stars and stripes at the astronaut photo's left edge (above her arm)."""
+    return rgb(sample_dir / "astronaut.png")[0:215, 0:80]
+
+
+def keep_old_matte(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matte step as it was before: the segmenter's matte, nothing taken off it."""
+    monkeypatch.setattr(render_mod, "drop_foreign", lambda alpha, *_: (alpha, 0))
+
+
+@pytest.mark.parametrize("spec", ["icao-35x45", "us-2x2"])
+@pytest.mark.parametrize("portrait", portrait_params())
+def test_no_residue_on_the_project_portraits(
+    portrait: str, spec: str, sample_dir: Path, pipeline: IdPhotoPipeline
+) -> None:
+    product = make(pipeline, rgb(resolve_portrait(portrait, sample_dir)), spec)
+    check = background(product)
+    width, height = product.report["output"]["size"]
+    if (portrait.endswith("hivision-demo2.jpg"), spec) == (True, "us-2x2"):
+        # This photo is cut just below the shoulders, and the 2 x 2 in frame needs 118 rows
+        # more (the framing check warns): the continued strip repeats the photo's last rows,
+        # the old background beside the shoulder among them. That is a real remnant, and it
+        # is where the check says.
+        extended = product.report["transforms"]["subject_extended_px"]
+        assert check["status"] == "fail" and check["regions"], check
+        assert all(r["box"][1] >= height - extended for r in check["regions"]), check
+    else:
+        assert (check["status"], check["value"], check["regions"]) == ("pass", 0.0, ()), check
+    # Taking foreign parts off the matte takes no shoulder or lock of hair off a real sitter
+    # (each is well over 1 % of the frame; what it takes is stray matte, such as the old
+    # background where the frame continues a photo cut just below the shoulders).
+    assert product.report["transforms"]["matte_dropped_px"] <= 0.01 * width * height
+
+
+def test_flag_on_the_astronaut_is_caught_marked_and_removed(
+    sample_dir: Path, flag: np.ndarray, pipeline: IdPhotoPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Works on a fresh clone: the astronaut's own flag moved right behind her shoulder."""
+    photo = flag_beside_shoulder(
+        pipeline, rgb(sample_dir / "astronaut.png"), flag, (70, 150, 60, 250), 8
+    )
+    with monkeypatch.context() as patch:
+        keep_old_matte(patch)
+        old = make(pipeline, photo, "us-2x2")
+    caught = background(old)
+    assert caught["status"] == "fail", caught
+    assert caught["text"] == TEXTS["remnant left shoulder"]
+    assert caught["message"].startswith(f"{caught['value']:.1f} mm² of the old background")
+    assert caught["regions"] and all(r["kind"] == "remnant" for r in caught["regions"])
+    # The preview boxes the remnant in the marking colour.
+    preview = np.asarray(Image.open(io.BytesIO(old.preview)).convert("RGB")).astype(int)
+    scale = preview.shape[1] / old.report["output"]["size"][0]
+    x0, y0, x1, y1 = (round(v * scale) for v in caught["regions"][0]["box"])
+    around = preview[max(0, y0 - 8) : y1 + 8, max(0, x0 - 8) : x1 + 8]
+    magenta = (around[..., 0] > 190) & (around[..., 1] < 90) & (around[..., 2] > 140)
+    assert magenta.sum() >= 10
+    plain = np.asarray(Image.open(io.BytesIO(make(pipeline, photo, "us-2x2").preview)))
+    assert not ((plain[..., 0] > 190) & (plain[..., 1] < 90) & (plain[..., 2] > 140)).any()
+
+    new = make(pipeline, photo, "us-2x2")
+    assert background(new)["status"] == "pass", background(new)
+    assert new.report["transforms"]["matte_dropped_px"] > 0
+    # Known limit: the flag's palest stripe, right against the white rim of her suit, is
+    # taken for the suit; about half of the marked pixels go (374 -> 192 when written).
+    assert_cleared(old, new, caught["regions"], share=0.6)
+
+
+def off_colour(product: Product, region: dict[str, Any]) -> int:
+    """Pixels in a region's box that are not the new background (beyond JPEG noise)."""
+    pixels = np.asarray(Image.open(io.BytesIO(product.digital)).convert("RGB")).astype(int)
+    hex_colour = product.report["transforms"]["background"]
+    colour = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    x0, y0, x1, y1 = region["box"]
+    return int((np.abs(pixels[y0:y1, x0:x1] - colour).max(axis=2) > 16).sum())
+
+
+def assert_cleared(
+    old: Product, new: Product, regions: list[dict[str, Any]], share: float = 0.4
+) -> None:
+    """Where the old matte left the flag, the new photo has the new background: at most
+    `share` of the off-colour pixels in each box are left (the box also takes in the
+    sitter's own edge)."""
+    for region in regions:
+        before, after = off_colour(old, region), off_colour(new, region)
+        assert after <= share * before, (region, before, after)
+
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_PORTRAITS.is_dir(), reason=f"{SHARED_PORTRAITS} not present on this machine"
+)
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("spec", "box", "over", "regions_left"),
+    [
+        # The flag's lower edge hangs over the shoulder outline (pasted over it): the stripe
+        # above the shoulder and a piece beside it, as the issue saw.
+        ("icao-35x45", (100, 200, 60, 200), None, 2),
+        # Right behind the shoulder, its fringe over the outer 8 px of the outline.
+        ("us-2x2", (40, 200, 50, 330), 8, 1),
+    ],
+)
+def test_flag_beside_a_real_shoulder_is_caught(
+    spec: str,
+    box: tuple[int, int, int, int],
+    over: int | None,
+    regions_left: int,
+    flag: np.ndarray,
+    pipeline: IdPhotoPipeline,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    portrait = rgb(SHARED_PORTRAITS / "hivision-test0.jpg")
+    if over is None:
+        x, y, w, h = box
+        photo = portrait.copy()
+        photo[y : y + h, x : x + w] = cv2.resize(flag, (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        photo = flag_beside_shoulder(pipeline, portrait, flag, box, over)
+    with monkeypatch.context() as patch:
+        keep_old_matte(patch)
+        old = make(pipeline, photo, spec)
+    caught = background(old)
+    assert caught["status"] == "fail", caught
+    assert len(caught["regions"]) == regions_left
+    width = old.report["output"]["size"][0]
+    assert all(r["box"][2] <= width / 3 for r in caught["regions"])  # beside the left shoulder
+    assert "on the left of the photo" in caught["message"]
+    new = make(pipeline, photo, spec)
+    assert new.report["transforms"]["matte_dropped_px"] > 0
+    # The stripe above the shoulder is gone wherever it was marked; what hangs over the
+    # outline itself may stay, and then the check still says so.
+    upper = [r for r in caught["regions"] if r["box"][3] < old.report["geometry"]["chin_y"]]
+    assert_cleared(old, new, upper)
+    left = background(new)
+    assert left["status"] == "pass" or left["text"].startswith("%(area)s mm² of the old")
+
+
+# --- the rules on shapes, quick to read ------------------------------------------------------
+
+
+def body_with(extra: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """A 240 x 300 matte: a head (eye distance 40 px, eyes at y 100) on shoulders, plus
+    rectangles (x0, y0, x1, y1) of solid matte."""
+    alpha = np.zeros((300, 240), np.float32)
+    cv2.ellipse(alpha, (120, 110), (55, 70), 0, 0, 360, 1.0, -1)
+    cv2.rectangle(alpha, (95, 170), (145, 220), 1.0, -1)  # neck
+    cv2.ellipse(alpha, (120, 300), (140, 80), 0, 180, 360, 1.0, -1)  # shoulders
+    for x0, y0, x1, y1 in extra:
+        alpha[y0:y1, x0:x1] = 1.0
+    return alpha
+
+
+def foreign_of(alpha: np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray:
+    colours = pixels if pixels is not None else np.full((*alpha.shape, 3), 90, np.uint8)
+    scale = work_scale(40.0)
+    parts = foreign_parts(
+        shrink(alpha, scale), scale, lambda: shrink(colours, scale), (120, 100), 40.0, 175.0
+    )
+    return parts.to_full(parts.foreign, (alpha.shape[1], alpha.shape[0]))
+
+
+def test_a_pole_out_of_the_top_is_foreign_a_hair_strand_is_not() -> None:
+    pole = foreign_of(body_with([(168, 0, 176, 120)]))  # touches the head, runs out the top
+    assert pole[10:70, 170:175].all() and not pole[100:160, 80:160].any()
+    strand = foreign_of(body_with([(160, 60, 178, 68)]))  # a short strand off the head
+    assert not strand.any()
+
+
+def test_a_loose_patch_far_off_is_foreign_a_near_one_is_not() -> None:
+    assert foreign_of(body_with([(5, 20, 25, 60)]))[30:50, 10:20].all()
+    assert not foreign_of(body_with([(180, 90, 190, 110)])).any()  # a lock beside the ear
+
+
+def test_a_stripe_on_the_shoulder_goes_by_its_colour() -> None:
+    alpha = body_with([(20, 205, 34, 252)])  # a short stripe standing on the shoulder
+    suit = np.full((*alpha.shape, 3), 40, np.uint8)
+    red = suit.copy()
+    red[205:252, 20:34] = (200, 30, 40)
+    assert foreign_of(alpha, red)[208:230, 22:32].all()
+    # The same shape in the suit's own colour (a fold of the jacket) stays.
+    assert not foreign_of(alpha, suit).any()
+    # A tall one is no fold whatever its colour: it reaches too far from the body.
+    assert foreign_of(body_with([(20, 150, 34, 252)]))[160:200, 22:32].all()
+
+
+def test_dropping_and_measuring_agree_on_a_composited_stripe() -> None:
+    alpha = body_with([(20, 150, 34, 252)])
+    pixels = np.full((*alpha.shape, 3), 40, np.uint8)
+    pixels[150:252, 20:34] = (200, 30, 40)
+    output = np.where(alpha[..., None] > 0.5, pixels, 255).astype(np.uint8)
+    found = find_remnants(output, alpha, (255, 255, 255), (120, 100), 40.0, 175.0)
+    assert found and found[0].box[0] <= 22 and found[0].box[2] >= 32 and found[0].box[1] <= 160
+    cleaned, dropped = drop_foreign(alpha, pixels, (120, 100), 40.0, 175.0)
+    assert dropped >= 1000 and cleaned[160:230, 22:32].max() == 0.0
+    assert (cleaned[120:170, 95:145] == 1.0).all()  # the neck and chin untouched
+
+
+@needs_shared
+def test_no_halo_of_the_red_backdrop_round_the_hair(
+    pipeline: IdPhotoPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The boy photographed on red, put on white: the soft edge of his dark hair carries no
+    red fringe (a plain blend of the same matte does)."""
+    seen: dict[str, np.ndarray] = {}
+    real = render_mod.replace_background
+
+    def spy(pixels: np.ndarray, alpha: np.ndarray, colour: Any) -> np.ndarray:
+        seen.update(pixels=pixels, alpha=alpha, out=real(pixels, alpha, colour))
+        return seen["out"]
+
+    monkeypatch.setattr(render_mod, "replace_background", spy)
+    make(pipeline, rgb(SHARED_PORTRAITS / "hivision-demo0.jpg"), "icao-35x45")
+    alpha, pixels, out = seen["alpha"], seen["pixels"].astype(float), seen["out"].astype(float)
+    crown = int(np.argmax((alpha >= 0.5).any(axis=1)))
+    head = np.zeros(alpha.shape, bool)
+    head[: crown + alpha.shape[0] // 4] = True  # the hair's top and sides
+    edge = head & (alpha > 0.1) & (alpha < 0.9)
+    assert edge.sum() > 200
+
+    # The hair itself, just inside the edge: its own (brown) redness.
+    inner = cv2.distanceTransform((alpha >= 0.98).view(np.uint8), cv2.DIST_L2, 5)
+    hair = head & (inner > 2) & (inner < 8)
+
+    def redness(image: np.ndarray, where: np.ndarray) -> float:
+        return float((image[..., 0] - (image[..., 1] + image[..., 2]) / 2)[where].mean())
+
+    blend = alpha[..., None] * pixels + (1 - alpha[..., None]) * 255.0
+    own = redness(out, hair)
+    print(
+        f"redness: hair {own:.1f}, edge {redness(out, edge):.1f}, blend {redness(blend, edge):.1f}"
+    )
+    assert redness(blend, edge) > own + 20  # the old red shows through a plain blend
+    assert redness(out, edge) < own + 5
