@@ -1,0 +1,64 @@
+"""What the face and appearance checks say, and what the operator should do about each fault.
+
+English templates with %(name)s placeholders, merged into ``checks.TEXTS`` so the pages
+translate them like every other check message (``appliance/web/i18n/de.json``). An *advice* is
+one short instruction the operator can act on at once, shown under a failed or warned check.
+"""
+
+from __future__ import annotations
+
+FACE_TEXTS: dict[str, str] = {
+    # exposure (OFIQ over-/under-exposure and luminance mean, on the face's skin)
+    "exposed": "face well exposed: %(bright)s blown, %(dark)s very dark skin, brightness %(mean)s",
+    "overexposed": "face over-exposed: %(bright)s of the skin is blown out (brightness %(mean)s)",
+    "underexposed": "face under-exposed: %(dark)s of the skin is very dark (brightness %(mean)s)",
+    "exposure dim": "the face is dim (brightness %(mean)s)",
+    "exposure bright": "the face is very bright (brightness %(mean)s)",
+    # illumination (OFIQ illumination uniformity) and shadows
+    "lit evenly": "face lit evenly",
+    "lit unevenly": "one side of the face is darker than the other",
+    "no face shadow": "no shadows on the face",
+    "face shadow": "a shadow falls on the face",
+    "no back shadow": "no shadow behind the head",
+    "back shadow": "a shadow falls on the background behind the head",
+    # natural colour (OFIQ natural colour) and red-eye
+    "colour natural": "natural skin colour",
+    "colour cast": "unnatural skin colour: check the white balance",
+    "greyscale": "black-and-white photo: authorities ask for colour",
+    "no red eye": "no red-eye",
+    "red eye": "red-eye in the photo",
+    # glasses
+    "no glasses": "no glasses seen",
+    "glasses seen": "glasses seen (frame score %(score)s)",
+    "glasses tinted": "tinted lenses or sunglasses",
+    "glasses glare": "glare on the glasses over the eyes",
+    # head covering and what covers the eyes
+    "head bare": "no head covering",
+    "head covered": "head covering seen",
+    "head covered religious": "religious head covering, face shows from chin to forehead",
+    "face hidden": "the head covering hides part of the face (chin to forehead must show)",
+    "eyes visible": "both eyes clearly visible",
+    "eyes covered": "something covers an eye (hair, a hand, a frame)",
+}
+
+# One instruction per fault, keyed by the check's message template id.
+ADVICE: dict[str, str] = {
+    "overexposed": "reduce the light or the exposure and retake",
+    "underexposed": "add light on the face or raise the exposure and retake",
+    "exposure dim": "add light on the face and retake",
+    "exposure bright": "reduce the light on the face and retake",
+    "lit unevenly": "light both sides of the face equally and retake",
+    "face shadow": "soften or move the light so no shadow falls on the face, and retake",
+    "back shadow": "move the person away from the wall or light the background, and retake",
+    "colour cast": "set the camera's white balance for the studio light and retake",
+    "greyscale": "take the photo in colour",
+    "red eye": "switch on red-eye reduction or light from the side, and retake",
+    "glasses seen": "take off the glasses",
+    "glasses tinted": "take off the tinted glasses or sunglasses",
+    "glasses glare": "take off the glasses, or tilt them or the light so no glare remains",
+    "head covered": "remove the cap or hat, or mark a religious head covering",
+    "face hidden": "move the head covering so the face shows from chin to forehead",
+    "eyes covered": "move the hair or the object away from the eyes and retake",
+}
+
+ADVICE_TEXTS: dict[str, str] = {text: text for text in ADVICE.values()}

@@ -1,0 +1,274 @@
+"""What the sitter wears on the head and face: spectacles (frame, tinted lenses, glare) and
+head coverings, judged against what the document's authority allows.
+
+OFIQ finds head coverings with a face-parsing network; the appliance runs no such network, so
+these checks read the mesh's zones and the person mask: a spectacle frame is a line that runs
+straight across many pixels at the places a frame must cross (over the nose bridge, under each
+eye, beside each eye), where skin has only short, incoherent edges; a head covering is person
+that is neither skin nor hair-like above and beside the face, or the straight edge of a brim.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from appliance.idphoto.appearance import foreign, skin_reference
+from appliance.idphoto.checks import Check, Region, Verdict, check
+from appliance.idphoto.face_zones import FACE_OVAL, FaceZones, crop, lab
+from appliance.idphoto.specs import DocumentSpec
+from appliance.inference.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
+
+RULE_GLASSES = {
+    "forbidden": "authority: no glasses (medical exemption only)",
+    "no-glare": "ICAO: glasses only with clear lenses, frames off the eyes, no glare",
+    "allowed": "authority: glasses allowed",
+}
+RULE_TINT = "ICAO: no sunglasses or tinted lenses"
+RULE_GLARE = "ICAO: no reflections or glare on glasses"
+RULE_COVERING = {
+    "religious": "authority: no head covering except for religious reasons, face from the "
+    "bottom of the chin to the top of the forehead showing",
+    "none": "authority: no head covering",
+}
+FRAME_LIMIT = 3.4
+FRAME_NOTE = {
+    "forbidden": "glasses not allowed",
+    "no-glare": "frames must not cover the eyes",
+    "allowed": "glasses allowed",
+}  # coherent-edge ratio over skin's at which a frame is seen
+
+
+def _line_strength(grey: np.ndarray, box: tuple[int, int, int, int], horizontal: bool) -> float:
+    """How strongly a straight line crosses the box: the signed derivative across the line,
+    averaged along it (a frame's edge adds up, skin texture cancels), at its strongest."""
+    patch = crop(grey, box)
+    if patch.shape[0] < 3 or patch.shape[1] < 3:
+        return 0.0
+    if not horizontal:
+        patch = patch.T
+    derivative = np.diff(patch, axis=0)
+    return float(np.abs(derivative.mean(axis=1)).max())
+
+
+def frame_score(
+    grey: np.ndarray, zones: FaceZones
+) -> tuple[float, list[tuple[int, int, int, int]]]:
+    """The frame evidence: the median coherent-edge ratio over the five places a frame
+    crosses, against the same measure on cheek skin."""
+    d = zones.eye_distance
+    right_in, left_in = zones.pt(133), zones.pt(362)
+    brow = zones.pt(9)
+    sites = []
+    # Across the nose bridge, between the inner eye corners, from the brows to below the eyes.
+    x0, x1 = (
+        right_in[0] + 0.2 * (left_in[0] - right_in[0]),
+        left_in[0] - 0.2 * (left_in[0] - right_in[0]),
+    )
+    sites.append(((x0, brow[1], x1, max(right_in[1], left_in[1]) + 0.1 * d), True))
+    for ring, outward in ((RIGHT_EYE_RING, -1.0), (LEFT_EYE_RING, 1.0)):
+        points = zones.points[list(ring)]
+        (ex0, _ey0), (ex1, ey1) = points.min(0), points.max(0)
+        cx, cy = points.mean(0)
+        width = ex1 - ex0
+        # Under the eye: the lower rim, between the lid and the cheekbone.
+        sites.append(((ex0 + 0.2 * width, ey1 + 0.08 * d, ex1 - 0.2 * width, ey1 + 0.45 * d), True))
+        # Beside the eye: the rim's outer side, a vertical line.
+        near, far = cx + outward * 0.3 * d, cx + outward * 0.62 * d
+        sites.append(((min(near, far), cy - 0.18 * d, max(near, far), cy + 0.18 * d), False))
+    boxes = [zones.clip(tuple(round(v) for v in box)) for box, _ in sites]
+    strengths = [_line_strength(grey, b, h) for b, (_, h) in zip(boxes, sites, strict=True)]
+    reference = max(_line_strength(grey, b, True) for b in zones.cheek_boxes())
+    ratios = np.array(strengths) / (reference + 2.0)
+    seen = [b for b, r in zip(boxes, ratios, strict=True) if r > FRAME_LIMIT]
+    return float(np.median(ratios)), seen
+
+
+def glasses_checks(
+    pixels: np.ndarray, skin: np.ndarray, zones: FaceZones, spec: DocumentSpec
+) -> list[Check]:
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    score, seen = frame_score(grey, zones)
+    rule = spec.glasses
+    worn = score > FRAME_LIMIT
+    if not worn:
+        frame_status: Verdict = "pass"
+    else:
+        frame_status = {"forbidden": "fail", "no-glare": "warn", "allowed": "pass"}[rule]  # type: ignore[assignment]
+    frame = check(
+        "glasses",
+        frame_status,
+        round(score, 2),
+        f"frame edge ratio at most {FRAME_LIMIT} ({FRAME_NOTE[rule]})",
+        "glasses seen" if worn else "no glasses",
+        rules=(RULE_GLASSES[rule],),
+        regions=tuple(Region("glasses", b) for b in seen),
+        score=f"{score:.1f}",
+    )
+    return [frame, _tint_check(pixels, skin, zones), _glare_check(pixels, skin, zones, worn, rule)]
+
+
+def _tint_check(pixels: np.ndarray, skin: np.ndarray, zones: FaceZones) -> Check:
+    """Lenses darker than the skin all over: the lens zone's median lightness against the
+    cheeks' (an open eye with its lids is only a little darker than skin)."""
+    reference = skin_reference(pixels, skin, zones)
+    light = lab(pixels)[..., 0]
+    drops, boxes = [], []
+    for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
+        box = zones.lens_box(ring)
+        zone = crop(light, box)
+        if zone.size < 9:
+            continue
+        drops.append(float(reference[0] - np.median(zone)))
+        boxes.append(box)
+    drop = min(drops) if drops else 0.0  # both lenses tinted
+    limit = max(14.0, 0.45 * float(reference[0]))
+    status: Verdict = "pass" if drop <= limit else "warn" if drop <= limit + 8 else "fail"
+    return check(
+        "tinted glasses",
+        status,
+        round(drop, 1),
+        f"lens zones at most {limit:.0f} L* darker than the cheeks",
+        "no glasses" if status == "pass" else "glasses tinted",
+        rules=(RULE_TINT,),
+        regions=tuple(Region("tinted", b) for b in boxes),
+    )
+
+
+def _glare_check(
+    pixels: np.ndarray, skin: np.ndarray, zones: FaceZones, worn: bool, rule: str
+) -> Check:
+    """Near-white patches over the eyes larger than a catchlight (the small reflection of the
+    light in the cornea, which every authority accepts)."""
+    colours = lab(pixels)
+    reference = skin_reference(pixels, skin, zones)
+    d = zones.eye_distance
+    catchlight = np.pi * (0.05 * d) ** 2
+    worst, regions = 0.0, []
+    for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
+        box = zones.lens_box(ring)
+        zone = crop(colours, box)
+        if zone.size < 27:
+            continue
+        chroma = np.hypot(zone[..., 1], zone[..., 2])
+        white = (zone[..., 0] > max(92.0, float(reference[0]) + 10.0)) & (chroma < 10.0)
+        white &= ~crop(zones.polygon(ring, 0.03), box)  # the sclera is white too
+        count, _labels, stats, _ = cv2.connectedComponentsWithStats(
+            white.astype(np.uint8), connectivity=8
+        )
+        big = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= catchlight]
+        area = sum(int(stats[i, cv2.CC_STAT_AREA]) for i in big)
+        worst = max(worst, area / float(zone.shape[0] * zone.shape[1]))
+        for i in big:
+            x, y, w, h = (int(v) for v in stats[i, :4])
+            regions.append(
+                Region("glare", (box[0] + x, box[1] + y, box[0] + x + w, box[1] + y + h))
+            )
+    glare = worst > 0.01
+    status: Verdict = (
+        "pass"
+        if not glare
+        else "warn"
+        if rule == "allowed" or (not worn and worst < 0.05)
+        else "fail"
+    )
+    return check(
+        "glare",
+        status,
+        round(worst * 100, 1),
+        "under 1% of each lens zone glaring white (beyond the catchlight)",
+        "glasses glare" if glare else "no glasses" if not worn else "glasses seen",
+        rules=(RULE_GLARE,),
+        regions=tuple(regions),
+        score="-",
+    )
+
+
+def head_covering_check(
+    pixels: np.ndarray,
+    alpha: np.ndarray,
+    skin: np.ndarray,
+    zones: FaceZones,
+    spec: DocumentSpec,
+    religious: bool,
+) -> Check:
+    """Above and beside the face, the person mask holds hair, skin (a bald head, ears) or a
+    covering: fabric is what is neither skin-coloured nor hair-like (hair is the dull, dark
+    to blond, finely textured layer; fabric is smooth or colourful)."""
+    d = zones.eye_distance
+    oval = zones.polygon(FACE_OVAL)
+    person = alpha >= 0.5
+    top = zones.pt(10)
+    _height, width = alpha.shape
+    x0, x1 = zones.points[list(FACE_OVAL), 0].min(), zones.points[list(FACE_OVAL), 0].max()
+    around = np.zeros_like(oval)
+    ax0, ax1 = max(0, round(x0 - 0.35 * d)), min(width, round(x1 + 0.35 * d))
+    around[: round(zones.pt(152)[1] - 0.6 * d), ax0:ax1] = True
+    ring = around & person & ~oval
+    ring[: max(0, round(top[1] - 1.2 * d))] = False  # tall hair styles are not coverings
+    if ring.sum() < 50:
+        return check("head covering", "pass", 0.0, "head visible", "head bare",
+                     rules=(RULE_COVERING[spec.head_covering],))  # fmt: skip
+    colours = lab(pixels)
+    reference = skin_reference(pixels, skin, zones)
+    not_skin = foreign(colours, reference, 16.0)
+    chroma = np.hypot(colours[..., 1], colours[..., 2])
+    hue = np.degrees(np.arctan2(colours[..., 2], colours[..., 1]))
+    hair_colour = (chroma < 10.0) | ((chroma < 40.0) & (hue > 20.0) & (hue < 100.0))
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    fabric = ring & not_skin & ~hair_colour
+    share = float(fabric.sum()) / float(ring.sum())
+    brim = _line_strength(
+        grey,
+        zones.clip(
+            (
+                round(zones.pt(109)[0]),
+                round(top[1] - 0.25 * d),
+                round(zones.pt(338)[0]),
+                round(zones.pt(9)[1]),
+            )
+        ),
+        True,
+    )
+    brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
+    covered = share > 0.47 or brim_ratio > 4.0
+    rules = (RULE_COVERING[spec.head_covering],)
+    regions = (Region("head covering", _bbox(fabric)),) if fabric.any() else ()
+    value = round(share * 100, 1)
+    limit = "under 47% of the head outline is fabric"
+    if not covered:
+        status: Verdict = "pass" if share <= 0.38 else "warn"
+        text = "head bare" if status == "pass" else "head covered"
+        return check("head covering", status, value, limit, text, rules=rules, regions=regions)
+    if religious and spec.head_covering == "religious":
+        shown = _face_shows(colours, reference, skin, zones)
+        if shown:
+            return check(
+                "head covering", "pass", value, limit, "head covered religious", rules=rules
+            )
+        return check(
+            "head covering", "fail", value, limit, "face hidden", rules=rules, regions=regions
+        )
+    return check(
+        "head covering", "fail", value, limit, "head covered", rules=rules, regions=regions
+    )
+
+
+def _face_shows(
+    colours: np.ndarray, reference: np.ndarray, skin: np.ndarray, zones: FaceZones
+) -> bool:
+    """The face from the chin to the top of the forehead: the forehead above the brows is
+    mostly skin."""
+    d = zones.eye_distance
+    box = zones.clip((round(zones.pt(109)[0]), round(zones.pt(10)[1] + 0.1 * d),
+                      round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
+    region = crop(skin, box)
+    if region.sum() < 9:
+        return False
+    skin_like = ~foreign(crop(colours, box), reference) & region
+    return float(skin_like.sum()) / float(region.sum()) >= 0.6
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
