@@ -151,9 +151,9 @@ def markdown(table: dict[str, dict[str, object]]) -> str:
         lines.append(f"| {name} | {row['TP']} | {row['FP']} | {row['TN']} | {row['FN']} |")
     lines.append("")
     for name, row in table.items():
-        for kind in ("false passes", "false alarms"):
+        for kind, label in (("false passes", "false pass"), ("false alarms", "false alarm")):
             for where in row[kind]:  # type: ignore[attr-defined]
-                lines.append(f"- {name}: {kind[:-2]}: {where}")
+                lines.append(f"- {name}: {label}: {where}")
     return "\n".join(lines)
 
 
