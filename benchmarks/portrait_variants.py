@@ -103,8 +103,11 @@ def _shaded_fabric(image: np.ndarray, colour: tuple[int, int, int], seed: int) -
     return np.clip(np.asarray(colour, np.float32) * shade[..., None], 0, 255).astype(np.uint8)
 
 
-def cap(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """A navy peaked cap: the crown over the hair down to the upper forehead, and a brim."""
+def cap(
+    image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int] = (34, 42, 88)
+) -> np.ndarray:
+    """A peaked cap (navy unless told): the crown over the hair down to the upper forehead,
+    and a brim."""
     _right, _left, d = _eyes(points)
     oval = points[list(OVAL)]
     x0, x1 = float(oval[:, 0].min()), float(oval[:, 0].max())
@@ -119,7 +122,7 @@ def cap(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     brim_axes = (round((x1 - x0) * 0.62), round(0.16 * d))
     cv2.ellipse(mask, (round((x0 + x1) / 2), round(band_y)), brim_axes, 0, 0, 180, 255, -1,
                 cv2.LINE_AA)  # fmt: skip
-    fabric = _shaded_fabric(image, (34, 42, 88), 1)
+    fabric = _shaded_fabric(image, colour, 1)
     out = _blend(image, fabric, mask.astype(np.float32) / 255.0)
     # The brim's shadow on the forehead below it.
     shadow = np.zeros(image.shape[:2], np.float32)
@@ -129,9 +132,11 @@ def cap(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return _blend(out, np.zeros_like(image), shadow)
 
 
-def headscarf(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """A plain headscarf worn for religious reasons: hair, ears and neck covered, the face
-    from chin to forehead showing with its edges."""
+def headscarf(
+    image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int] = (96, 38, 52)
+) -> np.ndarray:
+    """A plain headscarf (maroon unless told) as worn for religious reasons: hair, ears and
+    neck covered, the face from chin to forehead showing with its edges."""
     _right, _left, d = _eyes(points)
     oval = points[list(OVAL)].astype(np.float32)
     centre = oval.mean(axis=0)
@@ -149,7 +154,15 @@ def headscarf(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     cv2.fillPoly(mask, [drape], 255, cv2.LINE_AA)
     cv2.fillPoly(mask, [np.round(face).astype(np.int32)], 0, cv2.LINE_AA)
     weight = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 1.0)
-    return _blend(image, _shaded_fabric(image, (96, 38, 52), 2), weight)
+    return _blend(image, _shaded_fabric(image, colour, 2), weight)
+
+
+def black_cap(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return cap(image, points, (22, 22, 24))
+
+
+def black_scarf(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return headscarf(image, points, (24, 24, 28))
 
 
 def fringe(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -218,6 +231,8 @@ VARIANTS: dict[str, tuple[Painter, tuple[str, ...]]] = {
     "glare": (glare, ("glasses", "glare")),
     "cap": (cap, ("head covering",)),
     "headscarf": (headscarf, ("head covering",)),
+    "black-cap": (black_cap, ("head covering",)),
+    "black-scarf": (black_scarf, ("head covering",)),
     "fringe": (fringe, ("eyes visible",)),
     "side-shadow": (side_shadow, ("illumination", "face shadows")),
     "red-eye": (red_eye, ("red-eye",)),

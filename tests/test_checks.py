@@ -211,3 +211,13 @@ def test_glare_on_glasses_is_marked_on_the_preview(
     ].astype(int)
     yellow = (around[..., 0] > 190) & (around[..., 1] > 140) & (around[..., 2] < 110)
     assert yellow.any(), "the glare's box is drawn on the preview"
+
+
+def test_every_instruction_belongs_to_a_check_message_and_is_translated() -> None:
+    from appliance.idphoto.face_texts import ADVICE
+    from appliance.web.i18n import translate
+
+    assert set(ADVICE) <= set(TEXTS)
+    for advice in ADVICE.values():
+        assert advice in TEXTS.values()  # the pages translate it like a message
+        assert translate("de", advice) != advice, advice

@@ -275,26 +275,35 @@ def eyes_visible_check(pixels: np.ndarray, skin: np.ndarray, zones: FaceZones) -
     """Hair across the eyes, in ISO/IEC 39794-5's eye visibility zone (the eye's box grown, here
     by 0.12 of the eye distance to take in the lids): an eye, its lids and lashes are edges that
     run across (brightness changes up and down); strands of hair hanging over it run down
-    (brightness changes sideways). The value is the sideways over the up-down edge energy."""
+    (brightness changes sideways). The value is the sideways over the up-down edge energy.
+    An eye hidden behind something dark (sunglasses) has no contrast left in its opening: the
+    white and the iris, some 40-65 L* apart on an open eye, differ by under 10."""
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    worst, regions = 0.0, []
+    light = lab(pixels)[..., 0]
+    worst, flattest, regions = 0.0, 100.0, []
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
         box = zones.eye_box(ring, 0.12)
         patch = crop(grey, box)
-        if patch.shape[0] < 3 or patch.shape[1] < 3:
+        opening = zones.polygon(ring)
+        if patch.shape[0] < 3 or patch.shape[1] < 3 or opening.sum() < 9:
             continue
         sideways = float(np.abs(np.diff(patch, axis=1)).sum())
         updown = float(np.abs(np.diff(patch, axis=0)).sum())
         ratio = sideways / (updown + 1.0)
-        if ratio > 1.2:
+        low, high = np.percentile(light[opening], (10, 90))
+        contrast = float(high - low)
+        if ratio > 1.2 or contrast < 10.0:
             regions.append(Region("eye covered", box))
-        worst = max(worst, ratio)
+        worst, flattest = max(worst, ratio), min(flattest, contrast)
     status: Verdict = "pass" if worst <= 1.2 else "warn" if worst <= 1.8 else "fail"
+    if flattest < 10.0:
+        status = "fail"
     return check(
         "eyes visible",
         status,
         round(worst, 2),
-        "sideways edges at most 1.2 x the across edges around each eye",
+        "sideways edges at most 1.2 x the across edges around each eye; the eye's white and "
+        "iris at least 10 L* apart",
         "eyes visible" if status == "pass" else "eyes covered",
         rules=(RULE_EYES,),
         regions=tuple(regions),

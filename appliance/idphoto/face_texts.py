@@ -32,6 +32,7 @@ FACE_TEXTS: dict[str, str] = {
     "glasses seen": "glasses seen (frame score %(score)s)",
     "glasses tinted": "tinted lenses or sunglasses",
     "glasses glare": "glare on the glasses over the eyes",
+    "no glare": "no glare over the eyes",
     # head covering and what covers the eyes
     "head bare": "no head covering",
     "head covered": "head covering seen",
@@ -41,8 +42,24 @@ FACE_TEXTS: dict[str, str] = {
     "eyes covered": "something covers an eye (hair, a hand, a frame)",
 }
 
-# One instruction per fault, keyed by the check's message template id.
+# One instruction per fault, keyed by the check's message template id (the geometry and pose
+# checks' ids are in checks.TEXTS).
 ADVICE: dict[str, str] = {
+    "faces": "only the customer may be in the photo: retake",
+    "no face": "retake with the face toward the camera",
+    "head": "retake from the usual distance with the whole head in view",
+    "eyes": "retake with the head level and in view",
+    "right": "ask the customer to sit in the middle and retake",
+    "left": "ask the customer to sit in the middle and retake",
+    "roll": "ask the customer to hold the head straight and retake",
+    "turned": "ask the customer to face the camera and retake",
+    "up": "ask the customer to lower the chin a little and retake",
+    "down": "ask the customer to raise the chin a little and retake",
+    "eyes closed": "ask the customer to keep both eyes open and retake",
+    "mouth open": "ask for a neutral expression with the mouth closed and retake",
+    "soft": "check the focus, ask the customer to hold still, and retake",
+    "enlarged": "move the camera closer or use a higher resolution",
+    "extended": "retake from further away so the shoulders are in the photo",
     "overexposed": "reduce the light or the exposure and retake",
     "underexposed": "add light on the face or raise the exposure and retake",
     "exposure dim": "add light on the face and retake",

@@ -141,6 +141,7 @@
       background: $("background").value || null,
       sheet: $("paper").value || null,
       portrait: $("portrait").value || null,
+      religious_covering: $("religious-covering").checked,
     };
     const url = api + "/" + current.session + "/photos/" + current.photo + "/products";
     const made = await call("POST", url, body);
