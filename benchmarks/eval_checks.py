@@ -5,9 +5,10 @@ Run from the repository root after the set-up:
     nice -n 10 .venv/bin/python benchmarks/eval_checks.py            # prints the tables
     nice -n 10 .venv/bin/python benchmarks/eval_checks.py --json out.json
 
-Portraits: the public-domain astronaut from the pinned scikit-image wheel (always), every
-portrait in ../shared/data/portraits/ (skipped where absent), and every portrait of the
-pinned public corpus (benchmarks/corpus, when its manifest is present). Labels live in
+Portraits: the public-domain astronaut (scikit-image wheel) and Grace Hopper (US Navy photo in
+the matplotlib wheel), both pinned and fetched now; every portrait in ../shared/data/portraits/
+(skipped where absent); and every portrait of a pinned public corpus in benchmarks/corpus/
+when present. Labels live in
 benchmarks/check_labels.toml: the faults each real portrait shows. Each real portrait is also
 run with every variant of benchmarks/portrait_variants.py painted on (a fault the public
 images lack, on the real face); a variant adds its faults to the portrait's own.
@@ -52,16 +53,18 @@ CHECKS = (
 
 
 def portraits(labels: dict[str, dict[str, object]]) -> list[tuple[str, Path]]:
+    """Every labelled portrait found: the pinned samples (fetched now), the shared folder and
+    the pinned public corpus."""
     from appliance.assets import fetch_files
     from appliance.config import default_cache_dir
     from appliance.inference.registry import SAMPLES
 
     samples = ROOT / "samples"
     fetch_files(SAMPLES, samples, default_cache_dir())
-    found = [("astronaut.png", samples / "astronaut.png")]
+    found = []
     for name in labels:
-        for folder in (SHARED, ROOT / "benchmarks" / "corpus"):
-            if (folder / name).is_file() and name != "astronaut.png":
+        for folder in (samples, SHARED, ROOT / "benchmarks" / "corpus"):
+            if (folder / name).is_file():
                 found.append((name, folder / name))
                 break
     return found

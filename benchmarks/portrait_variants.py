@@ -170,10 +170,11 @@ def fringe(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(3)
     right, left, d = _eyes(points)
     mask = np.zeros(image.shape[:2], np.float32)
-    top = float(points[10][1]) - 0.2 * d
+    # The strands come out of the hair above the forehead, so they start in it.
+    top = float(points[10][1]) - 0.8 * d
     for _ in range(160):
         x = rng.uniform(right[0] - 0.6 * d, left[0] + 0.6 * d)
-        length = rng.uniform(0.9, 1.25) * (max(right[1], left[1]) + 0.15 * d - top)
+        length = rng.uniform(0.93, 1.15) * (max(right[1], left[1]) + 0.15 * d - top)
         bend = rng.normal(0, 0.08 * d)
         pts = np.array([[x, top], [x + bend, top + length / 2], [x + 2 * bend, top + length]])
         cv2.polylines(mask, [np.round(pts).astype(np.int32)], False, 1.0,

@@ -221,3 +221,23 @@ def test_every_instruction_belongs_to_a_check_message_and_is_translated() -> Non
     for advice in ADVICE.values():
         assert advice in TEXTS.values()  # the pages translate it like a message
         assert translate("de", advice) != advice, advice
+
+
+def test_the_issues_sitter_with_spectacles_and_a_uniform_cap(
+    sample_dir: Path, pipeline: IdPhotoPipeline
+) -> None:
+    """The US Navy's portrait of Grace Hopper (public domain, in the pinned matplotlib wheel):
+    large browline spectacles with an amber bridge, a peaked uniform cap, a flag beside her."""
+    photo = Image.open(sample_dir / "grace_hopper.jpg").convert("RGB")
+    checks = checks_for(pipeline, photo)
+    assert checks["glasses"]["status"] == "warn", checks["glasses"]  # ICAO: clear lenses ok
+    assert checks["head covering"]["status"] == "fail", checks["head covering"]
+    assert checks["head covering"]["advice"] == (
+        "remove the cap or hat, or mark a religious head covering"
+    )
+    assert checks["head covering"]["regions"]
+    # Her brown eyes behind rose-tinted lenses are not red-eye, and the lenses are light.
+    assert checks["red-eye"]["status"] == "pass", checks["red-eye"]
+    assert checks["tinted glasses"]["status"] == "pass", checks["tinted glasses"]
+    us = checks_for(pipeline, photo, spec="us-2x2")
+    assert us["glasses"]["status"] == "fail" and us["glasses"]["advice"] == "take off the glasses"

@@ -6,7 +6,7 @@ import numpy as np
 
 from appliance.idphoto import appearance, wearables
 from appliance.idphoto.checks import Check
-from appliance.idphoto.face_zones import FaceZones
+from appliance.idphoto.face_zones import FaceImage, FaceZones
 from appliance.idphoto.specs import DocumentSpec
 
 
@@ -21,15 +21,15 @@ def face_checks(
     matte. `religious_covering` is the operator's mark that a head covering is worn for
     religious reasons (then the face from chin to forehead must show)."""
     zones = FaceZones(np.asarray(points, dtype=np.float64)[:, :2], pixels.shape[:2])
-    skin = zones.skin_area() & (alpha >= 0.5)
+    face = FaceImage(pixels, alpha, zones)
     return [
-        appearance.exposure_check(pixels, skin, zones),
-        appearance.illumination_check(pixels, skin, zones),
-        appearance.face_shadow_check(pixels, skin, zones),
-        appearance.background_shadow_check(pixels, alpha, zones),
-        appearance.colour_check(pixels, skin, zones),
-        appearance.red_eye_check(pixels, zones),
-        appearance.eyes_visible_check(pixels, skin, zones),
-        *wearables.glasses_checks(pixels, skin, zones, spec),
-        wearables.head_covering_check(pixels, alpha, skin, zones, spec, religious_covering),
+        appearance.exposure_check(face),
+        appearance.illumination_check(face),
+        appearance.face_shadow_check(face),
+        appearance.background_shadow_check(face),
+        appearance.colour_check(face),
+        appearance.red_eye_check(face),
+        appearance.eyes_visible_check(face),
+        *wearables.glasses_checks(face, spec),
+        wearables.head_covering_check(face, spec, religious_covering),
     ]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from appliance.idphoto.appearance import foreign, skin_reference
+from appliance.idphoto.appearance import foreign
 from appliance.idphoto.checks import Check, Region, Verdict, check
-from appliance.idphoto.face_zones import FACE_OVAL, FaceZones, crop, lab
+from appliance.idphoto.face_zones import FACE_OVAL, FaceImage, FaceZones, crop
 from appliance.idphoto.specs import DocumentSpec
 from appliance.inference.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
 
@@ -31,7 +31,11 @@ RULE_COVERING = {
     "bottom of the chin to the top of the forehead showing",
     "none": "authority: no head covering",
 }
-FRAME_LIMIT = 3.4
+FRAME_LIMIT = 3.4  # median coherent-edge ratio over the five frame sites
+BRIDGE_LIGHT_LIMIT = 3.4  # a bar across the nose bridge, in L*
+BRIDGE_COLOUR_LIMIT = 1.0  # the same bar in b*: skin there has no straight colour edge
+TINT_EYE_CONTRAST = 20.0  # L* between an eye's white and iris; 40-65 on an open, visible eye
+BRIM_LIMIT = 4.0  # a straight edge across the forehead (a brim, a scarf's edge), over skin's
 GLARE_LIMIT = 0.04  # 3 catchlights of 0.05 eye distances' radius, in a 0.84 x 0.6 lens zone
 FRAME_NOTE = {
     "forbidden": "glasses not allowed",
@@ -52,21 +56,19 @@ def _line_strength(grey: np.ndarray, box: tuple[int, int, int, int], horizontal:
     return float(np.abs(derivative.mean(axis=1)).max())
 
 
-def frame_score(
-    grey: np.ndarray, zones: FaceZones
-) -> tuple[float, list[tuple[int, int, int, int]]]:
-    """The frame evidence: the median coherent-edge ratio over the five places a frame
-    crosses, against the same measure on cheek skin."""
+def frame_score(face: FaceImage) -> tuple[float, list[tuple[int, int, int, int]]]:
+    """The frame evidence, 1.0 at the line: the strongest of (a) the median coherent-edge
+    ratio over the five places a frame crosses (the bridge, under and beside each eye), (b) a
+    bar across the nose bridge in lightness and (c) the same bar in CIELAB b* (a frame's
+    colour is not skin's, even where a translucent or amber bridge barely differs in
+    lightness); each ratio is against the same measure on cheek skin."""
+    zones, grey = face.zones, face.grey
     d = zones.eye_distance
     right_in, left_in = zones.pt(133), zones.pt(362)
     brow = zones.pt(9)
-    sites = []
-    # Across the nose bridge, between the inner eye corners, from the brows to below the eyes.
-    x0, x1 = (
-        right_in[0] + 0.2 * (left_in[0] - right_in[0]),
-        left_in[0] - 0.2 * (left_in[0] - right_in[0]),
-    )
-    sites.append(((x0, brow[1], x1, max(right_in[1], left_in[1]) + 0.1 * d), True))
+    span = left_in[0] - right_in[0]
+    low = max(right_in[1], left_in[1])
+    sites = [((right_in[0] + 0.2 * span, brow[1], left_in[0] - 0.2 * span, low + 0.1 * d), True)]
     for ring, outward in ((RIGHT_EYE_RING, -1.0), (LEFT_EYE_RING, 1.0)):
         points = zones.points[list(ring)]
         (ex0, _ey0), (ex1, ey1) = points.min(0), points.max(0)
@@ -79,19 +81,36 @@ def frame_score(
         sites.append(((min(near, far), cy - 0.18 * d, max(near, far), cy + 0.18 * d), False))
     boxes = [zones.clip(tuple(round(v) for v in box)) for box, _ in sites]
     strengths = [_line_strength(grey, b, h) for b, (_, h) in zip(boxes, sites, strict=True)]
-    reference = max(_line_strength(grey, b, True) for b in zones.cheek_boxes())
+    cheeks = zones.cheek_boxes()
+    reference = max(_line_strength(grey, b, True) for b in cheeks)
     ratios = np.array(strengths) / (reference + 2.0)
+    # The bridge from the brows' inner ends to below the eyes (a browline frame's bar runs
+    # just under the brows), in lightness and in b*.
+    bridge = zones.clip((round(right_in[0] + 0.25 * span), round(brow[1] + 0.02 * d),
+                         round(left_in[0] - 0.25 * span), round(low + 0.15 * d)))  # fmt: skip
+    yellow = np.ascontiguousarray(face.lab[..., 2])
+    light = np.ascontiguousarray(face.lab[..., 0])
+    bar_light = _line_strength(light, bridge, True) / (
+        max(_line_strength(light, b, True) for b in cheeks) + 1.0
+    )
+    bar_yellow = _line_strength(yellow, bridge, True) / (
+        max(_line_strength(yellow, b, True) for b in cheeks) + 1.0
+    )
+    evidence = (
+        float(np.median(ratios)) / FRAME_LIMIT,
+        bar_light / BRIDGE_LIGHT_LIMIT,
+        bar_yellow / BRIDGE_COLOUR_LIMIT,
+    )
     seen = [b for b, r in zip(boxes, ratios, strict=True) if r > FRAME_LIMIT]
-    return float(np.median(ratios)), seen
+    if max(evidence[1:]) > 1.0:
+        seen.append(bridge)
+    return max(evidence), seen
 
 
-def glasses_checks(
-    pixels: np.ndarray, skin: np.ndarray, zones: FaceZones, spec: DocumentSpec
-) -> list[Check]:
-    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    score, seen = frame_score(grey, zones)
+def glasses_checks(face: FaceImage, spec: DocumentSpec) -> list[Check]:
+    score, seen = frame_score(face)
     rule = spec.glasses
-    worn = score > FRAME_LIMIT
+    worn = score > 1.0
     if not worn:
         frame_status: Verdict = "pass"
     else:
@@ -100,50 +119,59 @@ def glasses_checks(
         "glasses",
         frame_status,
         round(score, 2),
-        f"frame edge ratio at most {FRAME_LIMIT} ({FRAME_NOTE[rule]})",
+        f"frame evidence at most 1.0 ({FRAME_NOTE[rule]})",
         "glasses seen" if worn else "no glasses",
         rules=(RULE_GLASSES[rule],),
         regions=tuple(Region("glasses", b) for b in seen),
         score=f"{score:.1f}",
     )
-    return [frame, _tint_check(pixels, skin, zones), _glare_check(pixels, skin, zones, worn, rule)]
+    return [frame, _tint_check(face), _glare_check(face, worn, rule)]
 
 
-def _tint_check(pixels: np.ndarray, skin: np.ndarray, zones: FaceZones) -> Check:
+def _tint_check(face: FaceImage) -> Check:
     """Lenses darker than the skin all over: the lens zone's median lightness against the
-    cheeks' (an open eye with its lids is only a little darker than skin)."""
-    reference = skin_reference(pixels, skin, zones)
-    light = lab(pixels)[..., 0]
-    drops, boxes = [], []
+    cheeks' (an open eye with its lids is only a little darker than skin), with the eye behind
+    it dimmed to no contrast (hair over the eyes darkens the zone too, but leaves the eye's
+    white and iris apart)."""
+    zones = face.zones
+    reference = face.reference
+    light = face.lab[..., 0]
+    drops, contrasts, boxes = [], [], []
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
         box = zones.lens_box(ring)
         zone = crop(light, box)
-        if zone.size < 9:
+        opening = zones.polygon(ring)
+        if zone.size < 9 or opening.sum() < 9:
             continue
         drops.append(float(reference[0] - np.median(zone)))
+        low, high = np.percentile(light[opening], (10, 90))
+        contrasts.append(float(high - low))
         boxes.append(box)
     drop = min(drops) if drops else 0.0  # both lenses tinted
     limit = max(14.0, 0.45 * float(reference[0]))
-    status: Verdict = "pass" if drop <= limit else "warn" if drop <= limit + 8 else "fail"
+    hidden = bool(contrasts) and max(contrasts) < TINT_EYE_CONTRAST
+    status: Verdict = "pass"
+    if hidden and drop > limit:
+        status = "warn" if drop <= limit + 8 else "fail"
     return check(
         "tinted glasses",
         status,
         round(drop, 1),
-        f"lens zones at most {limit:.0f} L* darker than the cheeks",
+        f"lens zones at most {limit:.0f} L* darker than the cheeks, or the eyes seen through "
+        f"them (white and iris {TINT_EYE_CONTRAST:.0f} L* apart)",
         "no glasses" if status == "pass" else "glasses tinted",
         rules=(RULE_TINT,),
         regions=tuple(Region("tinted", b) for b in boxes),
     )
 
 
-def _glare_check(
-    pixels: np.ndarray, skin: np.ndarray, zones: FaceZones, worn: bool, rule: str
-) -> Check:
+def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
     """Near-white, colourless patches over the eyes, each larger than three catchlights (the
     small reflection of the light in the cornea, which every authority accepts) and larger
     than the white of an eye: the reflection of a light in a lens."""
-    colours = lab(pixels)
-    reference = skin_reference(pixels, skin, zones)
+    zones = face.zones
+    colours = face.lab
+    reference = face.reference
     d = zones.eye_distance
     least = GLARE_LIMIT * (0.84 * d) * (0.60 * d)  # share of a lens zone (see lens_box)
     worst, regions = 0.0, []
@@ -180,17 +208,12 @@ def _glare_check(
     )
 
 
-def head_covering_check(
-    pixels: np.ndarray,
-    alpha: np.ndarray,
-    skin: np.ndarray,
-    zones: FaceZones,
-    spec: DocumentSpec,
-    religious: bool,
-) -> Check:
+def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) -> Check:
     """Above and beside the face, the person mask holds hair, skin (a bald head, ears) or a
-    covering: fabric is what is neither skin-coloured nor hair-like (hair is the dull, dark
-    to blond, finely textured layer; fabric is smooth or colourful)."""
+    covering: fabric is what is neither skin-coloured nor hair-like in colour (hair is dull,
+    black to blond or grey), or the straight edge a cap's brim or a scarf draws across the
+    forehead."""
+    alpha, skin, zones = face.alpha, face.skin, face.zones
     d = zones.eye_distance
     oval = zones.polygon(FACE_OVAL)
     person = alpha >= 0.5
@@ -205,31 +228,25 @@ def head_covering_check(
     if ring.sum() < 50:
         return check("head covering", "pass", 0.0, "head visible", "head bare",
                      rules=(RULE_COVERING[spec.head_covering],))  # fmt: skip
-    colours = lab(pixels)
-    reference = skin_reference(pixels, skin, zones)
+    colours = face.lab
+    reference = face.reference
     not_skin = foreign(colours, reference, 16.0)
     chroma = np.hypot(colours[..., 1], colours[..., 2])
     hue = np.degrees(np.arctan2(colours[..., 2], colours[..., 1]))
     hair_colour = (chroma < 10.0) | ((chroma < 40.0) & (hue > 20.0) & (hue < 100.0))
-    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey = face.grey
     fabric = ring & not_skin & ~hair_colour
     share = float(fabric.sum()) / float(ring.sum())
-    brim = _line_strength(
-        grey,
-        zones.clip(
-            (
-                round(zones.pt(109)[0]),
-                round(top[1] - 0.25 * d),
-                round(zones.pt(338)[0]),
-                round(zones.pt(9)[1]),
-            )
-        ),
-        True,
-    )
+    forehead = zones.clip((round(zones.pt(109)[0]), round(top[1] - 0.6 * d),
+                           round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
+    brim = _line_strength(grey, forehead, True)
     brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
-    covered = share > 0.47 or brim_ratio > 4.0
+    covered = share > 0.47 or brim_ratio > BRIM_LIMIT
     rules = (RULE_COVERING[spec.head_covering],)
-    regions = (Region("head covering", _bbox(fabric)),) if fabric.any() else ()
+    marks = [Region("head covering", box) for box in _largest(fabric)]
+    if brim_ratio > BRIM_LIMIT:
+        marks.append(Region("head covering", forehead))
+    regions = tuple(marks)
     value = round(share * 100, 1)
     limit = "under 47% of the head outline is fabric"
     if not covered:
@@ -265,6 +282,12 @@ def _face_shows(
     return float(skin_like.sum()) / float(region.sum()) >= 0.6
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(mask)
-    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+def _largest(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The box of the mask's largest connected part (none for an empty mask)."""
+    count, _labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    if count < 2:
+        return []
+    x, y, w, h, _area = (int(v) for v in stats[1 + int(np.argmax(stats[1:, 4]))])
+    return [(x, y, x + w, y + h)]
