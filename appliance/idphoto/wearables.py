@@ -81,8 +81,8 @@ def frame_score(face: FaceImage) -> tuple[float, list[tuple[int, int, int, int]]
         sites.append(((min(near, far), cy - 0.18 * d, max(near, far), cy + 0.18 * d), False))
     boxes = [zones.clip(tuple(round(v) for v in box)) for box, _ in sites]
     strengths = [_line_strength(grey, b, h) for b, (_, h) in zip(boxes, sites, strict=True)]
-    cheeks = zones.cheek_boxes()
-    reference = max(_line_strength(grey, b, True) for b in cheeks)
+    cheeks = _skin_patches(zones)
+    reference = float(np.median([_line_strength(grey, b, True) for b in cheeks]))
     ratios = np.array(strengths) / (reference + 2.0)
     # The bridge from the brows' inner ends to below the eyes (a browline frame's bar runs
     # just under the brows), in lightness and in b*.
@@ -91,10 +91,10 @@ def frame_score(face: FaceImage) -> tuple[float, list[tuple[int, int, int, int]]
     yellow = np.ascontiguousarray(face.lab[..., 2])
     light = np.ascontiguousarray(face.lab[..., 0])
     bar_light = _line_strength(light, bridge, True) / (
-        max(_line_strength(light, b, True) for b in cheeks) + 1.0
+        float(np.median([_line_strength(light, b, True) for b in cheeks])) + 1.0
     )
     bar_yellow = _line_strength(yellow, bridge, True) / (
-        max(_line_strength(yellow, b, True) for b in cheeks) + 1.0
+        float(np.median([_line_strength(yellow, b, True) for b in cheeks])) + 1.0
     )
     evidence = (
         float(np.median(ratios)) / FRAME_LIMIT,
@@ -105,6 +105,20 @@ def frame_score(face: FaceImage) -> tuple[float, list[tuple[int, int, int, int]]
     if max(evidence[1:]) > 1.0:
         seen.append(bridge)
     return max(evidence), seen
+
+
+def _skin_patches(zones: FaceZones) -> list[tuple[int, int, int, int]]:
+    """Skin to compare a frame's edges with: OFIQ's two cheek zones (where a large frame's
+    lower rim can lie), the chin and the forehead; their median is the reference."""
+    d = zones.eye_distance
+    chin, brow = zones.pt(152), zones.pt(9)
+    return [
+        *zones.cheek_boxes(),
+        zones.clip((round(chin[0] - 0.15 * d), round(chin[1] - 0.4 * d),
+                    round(chin[0] + 0.15 * d), round(chin[1] - 0.1 * d))),
+        zones.clip((round(brow[0] - 0.15 * d), round(brow[1] - 0.45 * d),
+                    round(brow[0] + 0.15 * d), round(brow[1] - 0.15 * d))),
+    ]  # fmt: skip
 
 
 def glasses_checks(face: FaceImage, spec: DocumentSpec) -> list[Check]:
@@ -230,10 +244,12 @@ def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) ->
                      rules=(RULE_COVERING[spec.head_covering],))  # fmt: skip
     colours = face.lab
     reference = face.reference
-    not_skin = foreign(colours, reference, 16.0)
+    # Skin by its hue and chroma alone: a bald scalp shines far lighter than the cheeks.
+    not_skin = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 12.0
     chroma = np.hypot(colours[..., 1], colours[..., 2])
     hue = np.degrees(np.arctan2(colours[..., 2], colours[..., 1]))
-    hair_colour = (chroma < 10.0) | ((chroma < 40.0) & (hue > 20.0) & (hue < 100.0))
+    # Hair: grey to black, or brown, blond and red (hue 20-100 degrees, up to chroma 55).
+    hair_colour = (chroma < 10.0) | ((chroma < 55.0) & (hue > 20.0) & (hue < 100.0))
     grey = face.grey
     fabric = ring & not_skin & ~hair_colour
     share = float(fabric.sum()) / float(ring.sum())
