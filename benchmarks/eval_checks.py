@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     inference = InferenceService.from_config(config.inference)
     pipeline = IdPhotoPipeline(inference, config)
     rows = []
-    for name, path in portraits(labels):
+    for name, path in portraits(labels)[: args.limit]:
         entry = labels.get(name, {})
         base = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
         faces = inference.detector.detect(base)
@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every row and the table here")
     parser.add_argument("--no-variants", action="store_true", help="the real portraits only")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each case")
+    parser.add_argument("--limit", type=int, help="only the first N portraits (a smoke run)")
     args = parser.parse_args()
     result = run(args)
     if args.json:

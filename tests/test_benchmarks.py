@@ -92,3 +92,30 @@ def test_run_all_records_the_machine_and_each_result(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert refused.returncode == 2 and "unknown benchmark(s) nope" in refused.stderr
+
+
+def test_check_accuracy_evaluation_smoke(tmp_path: Path) -> None:
+    """The labelled evaluation of the compliance checks runs and tallies (one portrait)."""
+    out = tmp_path / "eval.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "eval_checks.py"),
+            "--no-variants",
+            "--limit",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 1 and data["rows"][0]["portrait"] == "astronaut.png"
+    glasses = data["table"]["glasses"]
+    assert glasses["TN"] + glasses["FP"] == 1  # the astronaut wears none
+    assert "| glasses |" in result.stdout
