@@ -39,12 +39,18 @@ def _score_verdict(score: float, good: float = 50.0, poor: float = 25.0) -> Verd
     return "pass" if score >= good else "warn" if score >= poor else "fail"
 
 
-def _boxes(mask: np.ndarray, kind: str, min_area: int = 1) -> tuple[Region, ...]:
+def _boxes(
+    mask: np.ndarray, kind: str, min_area: int = 1, offset: tuple[int, int] = (0, 0)
+) -> tuple[Region, ...]:
+    """The boxes of the mask's four largest parts (at least `min_area` pixels each)."""
+    if not mask.any():
+        return ()
     _count, _labels, stats, _ = cv2.connectedComponentsWithStats(
         mask.astype(np.uint8), connectivity=8
     )
+    ox, oy = offset
     regions = [
-        Region(kind, (int(x), int(y), int(x + w), int(y + h)))
+        Region(kind, (ox + int(x), oy + int(y), ox + int(x + w), oy + int(y + h)))
         for x, y, w, h, area in stats[1:]
         if area >= min_area
     ]
@@ -91,7 +97,7 @@ def exposure_check(face: FaceImage) -> Check:
         "blown skin (luminance 247-255) under 1%, very dark skin (0-25) under 87%",
         text,
         rules=(RULE_EXPOSURE,),
-        regions=_boxes(blown, "overexposed", size * size),
+        regions=_boxes(blown, "overexposed", size * size) if status != "pass" else (),
         **values,
     )
 
@@ -144,24 +150,36 @@ def face_shadow_check(face: FaceImage) -> Check:
     but keeps its hue; hair and brows do not have it) whose smoothed lightness lies far below
     the face's typical lightness. The face's outer rim, turning away from the light, is left
     out."""
-    skin, zones = face.skin, face.zones
-    colours = face.lab
+    zones = face.zones
+    # Only the face's box is read (the blurs below are the costliest step of the checks).
+    size = max(3, round(0.2 * zones.eye_distance)) | 1
+    x0, y0, x1, y1 = _mask_box(face.skin)
+    height, width = face.skin.shape
+    # A margin of non-skin so the erosion sees the skin's edge as in the whole photo.
+    x0, y0 = max(0, x0 - size), max(0, y0 - size)
+    x1, y1 = min(width, x1 + size), min(height, y1 + size)
+    skin = face.skin[y0:y1, x0:x1]
+    colours = face.lab[y0:y1, x0:x1]
     light = colours[..., 0]
     reference = face.reference
     chroma_far = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 10
-    size = max(3, round(0.2 * zones.eye_distance)) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     inner = cv2.erode(skin.astype(np.uint8), kernel).astype(bool) & ~chroma_far
     if inner.sum() < 50:
         return check("face shadows", "pass", 0.0, "face visible", "no face shadow")
     sigma = max(1.0, 0.08 * zones.eye_distance)
-    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), sigma)
-    smooth = cv2.GaussianBlur(np.where(inner, light, 0).astype(np.float32), (0, 0), sigma)
+    # Zero beyond the box, as beyond the skin: the same as blurring the whole photo.
+    edge = cv2.BORDER_CONSTANT
+    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), sigma, borderType=edge)
+    smooth = cv2.GaussianBlur(
+        np.where(inner, light, 0).astype(np.float32), (0, 0), sigma, borderType=edge
+    )
     smooth = smooth / np.maximum(weight, 1e-3)
     typical = float(np.percentile(smooth[inner], 70))
     deep = inner & (smooth < typical * 0.6)
     share = float(deep.sum()) / float(inner.sum())
     status: Verdict = "pass" if share <= 0.22 else "warn" if share <= 0.30 else "fail"
+    least = round(zones.eye_distance * 0.1) ** 2
     return check(
         "face shadows",
         status,
@@ -169,8 +187,16 @@ def face_shadow_check(face: FaceImage) -> Check:
         "under 22% of the face in shadow (lightness under 60% of typical)",
         "no face shadow" if status == "pass" else "face shadow",
         rules=(RULE_LIGHT,),
-        regions=_boxes(deep, "shadow", round(zones.eye_distance * 0.1) ** 2),
+        regions=_boxes(deep, "shadow", least, (x0, y0)) if status != "pass" else (),
     )
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The mask's bounding box (the whole image for an empty mask)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return (0, 0, mask.shape[1], mask.shape[0])
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def background_shadow_check(face: FaceImage) -> Check:
@@ -200,7 +226,7 @@ def background_shadow_check(face: FaceImage) -> Check:
         "under 5% of the background around the head darker by 8 L*",
         "no back shadow" if status == "pass" else "back shadow",
         rules=(RULE_BACK_SHADOW,),
-        regions=_boxes(dark, "shadow", reach),
+        regions=_boxes(dark, "shadow", reach) if status != "pass" else (),
     )
 
 

@@ -31,6 +31,7 @@ FACE_TEXTS: dict[str, str] = {
     "no glasses": "no glasses seen",
     "glasses seen": "glasses seen (frame score %(score)s)",
     "glasses tinted": "tinted lenses or sunglasses",
+    "no tint": "no tinted lenses or sunglasses",
     "glasses glare": "glare on the glasses over the eyes",
     "no glare": "no glare over the eyes",
     # head covering and what covers the eyes

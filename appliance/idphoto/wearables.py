@@ -173,7 +173,7 @@ def _tint_check(face: FaceImage) -> Check:
         round(drop, 1),
         f"lens zones at most {limit:.0f} L* darker than the cheeks, or the eyes seen through "
         f"them (white and iris {TINT_EYE_CONTRAST:.0f} L* apart)",
-        "no glasses" if status == "pass" else "glasses tinted",
+        "no tint" if status == "pass" else "glasses tinted",
         rules=(RULE_TINT,),
         regions=tuple(Region("tinted", b) for b in boxes),
     )
@@ -244,22 +244,27 @@ def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) ->
                      rules=(RULE_COVERING[spec.head_covering],))  # fmt: skip
     colours = face.lab
     reference = face.reference
+    seen = colours[ring]  # only the ring's pixels, N x 3
     # Skin by its hue and chroma alone: a bald scalp shines far lighter than the cheeks.
-    not_skin = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 12.0
-    chroma = np.hypot(colours[..., 1], colours[..., 2])
-    hue = np.degrees(np.arctan2(colours[..., 2], colours[..., 1]))
+    not_skin = np.hypot(seen[:, 1] - reference[1], seen[:, 2] - reference[2]) > 12.0
+    chroma = np.hypot(seen[:, 1], seen[:, 2])
+    hue = np.degrees(np.arctan2(seen[:, 2], seen[:, 1]))
     # Hair: grey to black, or brown, blond and red (hue 20-100 degrees, up to chroma 55).
     hair_colour = (chroma < 10.0) | ((chroma < 55.0) & (hue > 20.0) & (hue < 100.0))
     grey = face.grey
-    fabric = ring & not_skin & ~hair_colour
-    share = float(fabric.sum()) / float(ring.sum())
+    cloth = not_skin & ~hair_colour
+    fabric = np.zeros_like(ring)
+    fabric[ring] = cloth
+    share = float(cloth.sum()) / float(ring.sum())
     forehead = zones.clip((round(zones.pt(109)[0]), round(top[1] - 0.6 * d),
                            round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
     brim = _line_strength(grey, forehead, True)
     brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
     covered = share > 0.47 or brim_ratio > BRIM_LIMIT
     rules = (RULE_COVERING[spec.head_covering],)
-    marks = [Region("head covering", box) for box in _largest(fabric)]
+    marks = []
+    if covered or share > 0.38:  # the boxes only where the check will not pass
+        marks = [Region("head covering", box) for box in _largest(fabric)]
     if brim_ratio > BRIM_LIMIT:
         marks.append(Region("head covering", forehead))
     regions = tuple(marks)
