@@ -180,9 +180,9 @@ def _tint_check(face: FaceImage) -> Check:
 
 
 def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
-    """Near-white, colourless patches over the eyes, each larger than three catchlights (the
-    small reflection of the light in the cornea, which every authority accepts) and larger
-    than the white of an eye: the reflection of a light in a lens."""
+    """Near-white, colourless patches over the eyes (at least a quarter of each on the eye
+    opening), each larger than three catchlights (the small reflection of the light in the
+    cornea, which every authority accepts): the reflection of a light in a lens."""
     zones = face.zones
     colours = face.lab
     reference = face.reference
@@ -196,13 +196,19 @@ def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
             continue
         chroma = np.hypot(zone[..., 1], zone[..., 2])
         white = (zone[..., 0] > max(92.0, float(reference[0]) + 10.0)) & (chroma < 8.0)
-        count, _labels, stats, _ = cv2.connectedComponentsWithStats(
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
             white.astype(np.uint8), connectivity=8
         )
-        areas = stats[1:count, cv2.CC_STAT_AREA] if count > 1 else np.zeros(1, np.int32)
-        worst = max(worst, float(areas.max()) / float(zone.shape[0] * zone.shape[1]))
+        # Glare that hides the eye covers the eye opening; a shine on the skin around it
+        # (the lid, the cheekbone under a bright light) does not.
+        opening = crop(zones.polygon(ring, 0.03), box)
+        over_eye = np.bincount(labels[opening].ravel(), minlength=count)[:count]
+        area = stats[:count, cv2.CC_STAT_AREA]
+        areas = np.where(over_eye * 4 >= area, area, 0)[1:]
+        if areas.size:
+            worst = max(worst, float(areas.max()) / float(zone.shape[0] * zone.shape[1]))
         for i in range(1, count):
-            if stats[i, cv2.CC_STAT_AREA] >= least:
+            if areas[i - 1] >= least:
                 x, y, w, h = (int(v) for v in stats[i, :4])
                 regions.append(
                     Region("glare", (box[0] + x, box[1] + y, box[0] + x + w, box[1] + y + h))
