@@ -41,7 +41,7 @@ FRAME_NOTE = {
     "forbidden": "glasses not allowed",
     "no-glare": "frames must not cover the eyes",
     "allowed": "glasses allowed",
-}  # coherent-edge ratio over skin's at which a frame is seen
+}
 
 
 def _line_strength(grey: np.ndarray, box: tuple[int, int, int, int], horizontal: bool) -> float:
