@@ -37,6 +37,7 @@ BRIDGE_COLOUR_LIMIT = 1.0  # the same bar in b*: skin there has no straight colo
 TINT_EYE_CONTRAST = 20.0  # L* between an eye's white and iris; 40-65 on an open, visible eye
 BRIM_LIMIT = 4.0  # a straight edge across the forehead (a brim, a scarf's edge), over skin's
 GLARE_LIMIT = 0.04  # 3 catchlights of 0.05 eye distances' radius, in a 0.84 x 0.6 lens zone
+EYES = (RIGHT_EYE_RING, LEFT_EYE_RING)
 FRAME_NOTE = {
     "forbidden": "glasses not allowed",
     "no-glare": "frames must not cover the eyes",
@@ -56,7 +57,7 @@ def _line_strength(grey: np.ndarray, box: tuple[int, int, int, int], horizontal:
     return float(np.abs(derivative.mean(axis=1)).max())
 
 
-def frame_score(face: FaceImage) -> tuple[float, list[tuple[int, int, int, int]]]:
+def frame_score(face: FaceImage) -> float:
     """The frame evidence, 1.0 at the line: the strongest of (a) the median coherent-edge
     ratio over the five places a frame crosses (the bridge, under and beside each eye), (b) a
     bar across the nose bridge in lightness and (c) the same bar in CIELAB b* (a frame's
@@ -101,10 +102,7 @@ def frame_score(face: FaceImage) -> tuple[float, list[tuple[int, int, int, int]]
         bar_light / BRIDGE_LIGHT_LIMIT,
         bar_yellow / BRIDGE_COLOUR_LIMIT,
     )
-    seen = [b for b, r in zip(boxes, ratios, strict=True) if r > FRAME_LIMIT]
-    if max(evidence[1:]) > 1.0:
-        seen.append(bridge)
-    return max(evidence), seen
+    return max(evidence)
 
 
 def _skin_patches(zones: FaceZones) -> list[tuple[int, int, int, int]]:
@@ -122,7 +120,7 @@ def _skin_patches(zones: FaceZones) -> list[tuple[int, int, int, int]]:
 
 
 def glasses_checks(face: FaceImage, spec: DocumentSpec) -> list[Check]:
-    score, seen = frame_score(face)
+    score = frame_score(face)
     rule = spec.glasses
     worn = score > 1.0
     if not worn:
@@ -136,7 +134,7 @@ def glasses_checks(face: FaceImage, spec: DocumentSpec) -> list[Check]:
         f"frame evidence at most 1.0 ({FRAME_NOTE[rule]})",
         "glasses seen" if worn else "no glasses",
         rules=(RULE_GLASSES[rule],),
-        regions=tuple(Region("glasses", b) for b in seen),
+        regions=tuple(Region("glasses", face.zones.lens_box(r)) for r in EYES) if worn else (),
         score=f"{score:.1f}",
     )
     return [frame, _tint_check(face), _glare_check(face, worn, rule)]
@@ -268,12 +266,11 @@ def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) ->
     brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
     covered = share > 0.47 or brim_ratio > BRIM_LIMIT
     rules = (RULE_COVERING[spec.head_covering],)
-    marks = []
-    if covered or share > 0.38:  # the boxes only where the check will not pass
-        marks = [Region("head covering", box) for box in _largest(fabric)]
-    if brim_ratio > BRIM_LIMIT:
-        marks.append(Region("head covering", forehead))
-    regions = tuple(marks)
+    # The mark: the head above the brows, from the top of the person there, side to side.
+    above = person[:, ax0:ax1].any(axis=1)
+    crown = int(np.argmax(above)) if above.any() else 0
+    head = zones.clip((ax0, crown, ax1, round(zones.pt(9)[1])))
+    regions = (Region("head covering", head),)
     value = round(share * 100, 1)
     limit = "under 47% of the head outline is fabric"
     if not covered:
@@ -307,14 +304,3 @@ def _face_shows(
         return False
     skin_like = ~foreign(crop(colours, box), reference) & region
     return float(skin_like.sum()) / float(region.sum()) >= 0.6
-
-
-def _largest(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """The box of the mask's largest connected part (none for an empty mask)."""
-    count, _labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
-    if count < 2:
-        return []
-    x, y, w, h, _area = (int(v) for v in stats[1 + int(np.argmax(stats[1:, 4]))])
-    return [(x, y, x + w, y + h)]
