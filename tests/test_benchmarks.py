@@ -124,3 +124,30 @@ def test_background_benchmark_smoke(tmp_path: Path) -> None:
     # With the matte as the segmenter gives it, every flag variant is caught.
     assert all(row["old"]["status"] == "fail" for row in results["variants"])
     assert all(t["drop_ms"] > 0 and t["measure_ms"] > 0 for t in results["timings"])
+
+
+def test_check_accuracy_evaluation_smoke(tmp_path: Path) -> None:
+    """The labelled evaluation of the compliance checks runs and tallies (one portrait)."""
+    out = tmp_path / "eval.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "eval_checks.py"),
+            "--no-variants",
+            "--limit",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 1 and data["rows"][0]["portrait"] == "astronaut.png"
+    glasses = data["table"]["glasses"]
+    assert glasses["TN"] + glasses["FP"] == 1  # the astronaut wears none
+    assert "| glasses |" in result.stdout

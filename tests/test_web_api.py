@@ -57,6 +57,9 @@ def test_full_flow_with_the_real_pipeline(studio: Harness, sample_dir: Path) -> 
     product_id = made["product_id"]
     checks = made["report"]["checks"]
     assert checks and {c["status"] for c in checks} <= {"pass", "warn", "fail"}
+    # The astronaut smiles: the failed check tells the operator what to do.
+    mouth = next(c for c in checks if c["name"] == "mouth closed")
+    assert mouth["status"] != "pass" and mouth["advice"].startswith("ask for a neutral")
     assert client.get(f"{API}/{session_id}", headers=headers).get_json()["state"] == "reviewing"
 
     for variant in ("digital", "sheet", "preview"):
@@ -213,6 +216,8 @@ def test_errors_map_to_status_codes(studio: Harness, sample_dir: Path) -> None:
     assert response.status_code == 400
     assert "poster" not in response.get_json()["message"]  # never echo input
     assert client.post(url, json={"spec": "mars-99"}, headers=headers).status_code == 400
+    response = client.post(url, json={"religious_covering": "maybe"}, headers=headers)
+    assert response.status_code == 400  # the operator's mark is a yes or no
     assert client.get(f"{API}/{'B' * 24}", headers=headers).status_code == 404
     # Devices: no camera in this harness? (the studio has one) -> use the access harness below.
 

@@ -285,6 +285,9 @@ def test_studio_flow_in_chromium(
             # Each check's template is filled in by the page (no placeholder left over).
             listed = page.locator("#checks").inner_text()
             assert "mm from chin to crown" in listed and "%(" not in listed
+            # A check that does not pass says what to do (the astronaut smiles).
+            assert "ask for a neutral expression with the mouth closed" in listed
+            expect(page.locator("#religious-covering")).not_to_be_checked()
             page.wait_for_function(
                 "document.getElementById('result-preview').naturalWidth > 0", timeout=TIMEOUT_MS
             )

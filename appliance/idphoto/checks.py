@@ -13,6 +13,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from appliance.idphoto.face_texts import ADVICE, ADVICE_TEXTS, FACE_TEXTS
 from appliance.idphoto.specs import DocumentSpec
 from appliance.imaging.matte import solid
 from appliance.imaging.remnants import Remnant, find_remnants, where
@@ -41,10 +42,6 @@ TEXTS: dict[str, str] = {
     "eyes closed": "eyes look closed or half closed",
     "mouth closed": "mouth closed, neutral",
     "mouth open": "mouth open or smiling",
-    "exposure": (
-        "%(highlights)s blown highlights, %(shadows)s black shadows on the face, "
-        "mean brightness %(mean)s"
-    ),
     "sharp": "in focus",
     "soft": "the face looks soft: check focus and movement",
     "even": "plain, even background",
@@ -67,9 +64,6 @@ TEXTS: dict[str, str] = {
     "enlarged": (
         "%(px)s px between the eyes in the output; enlarged from a small face, may look soft"
     ),
-    "glasses unknown": "could not look for glasses",
-    "glasses": "glasses likely: most authorities now ask for them to be removed",
-    "no glasses": "no glasses frame seen",
     "covered": "the photo covers the frame",
     "extended": (
         "%(share)s of the frame (clothing below the shoulders) was continued past the photo's "
@@ -78,12 +72,16 @@ TEXTS: dict[str, str] = {
 }
 
 
+TEXTS.update(FACE_TEXTS)
+TEXTS.update(ADVICE_TEXTS)
+
+
 @dataclass(frozen=True)
 class Region:
-    """A place on the finished photo that a check is about, for the operator's preview to
-    mark: a box in output pixels (x0, y0, x1, y1; x1 and y1 exclusive) and what is there."""
+    """Where on the finished photo a problem is, for the preview's marks: a box in output
+    pixels (x0, y0, x1, y1) and what is there (a `kind` such as "glare", "shadow")."""
 
-    kind: str  # "remnant" (of the old background), ...
+    kind: str
     box: tuple[int, int, int, int]
 
 
@@ -96,7 +94,9 @@ class Check:
     message: str  # English
     text: str = ""  # the message's template (one of TEXTS), for translation
     values: dict[str, str] = field(default_factory=dict)
-    regions: tuple[Region, ...] = ()  # where the problem is, when it has a place
+    advice: str = ""  # what the operator should do (English, also a TEXTS value)
+    rules: tuple[str, ...] = ()  # the spec rules this check serves
+    regions: tuple[Region, ...] = ()  # where the problem is on the photo
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -109,13 +109,32 @@ def check(
     limit: str,
     text: str,
     *,
+    rules: tuple[str, ...] = (),
     regions: tuple[Region, ...] = (),
     **values: object,
 ) -> Check:
-    """A check whose message is TEXTS[text] filled with `values` (kept as strings)."""
+    """A check whose message is TEXTS[text] filled with `values` (kept as strings); a check
+    that does not pass carries the instruction for its fault (ADVICE) and where it is."""
     template = TEXTS[text]
     strings = {key: str(v) for key, v in values.items()}
-    return Check(name, status, value, limit, template % strings, template, strings, regions)
+    advice = ADVICE.get(text, "") if status != "pass" else ""
+    return Check(
+        name,
+        status,
+        value,
+        limit,
+        template % strings,
+        template,
+        strings,
+        advice,
+        rules,
+        regions if status != "pass" else (),
+    )
+
+
+def marked_regions(checks: list[Check]) -> list[Region]:
+    """Every region a failed or warned check marks, for the preview."""
+    return [region for c in checks if c.status != "pass" for region in c.regions]
 
 
 @dataclass(frozen=True)
@@ -263,29 +282,12 @@ def image_checks(
 ) -> list[Check]:
     face = _face_region(pixels, m)
     grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
-    highlights = float((_channel_max(face) >= 250).mean())
-    shadows = float((grey <= 8).mean())
-    clipped = max(highlights, shadows)
-    exposure = _graded(clipped, 0.01, 0.05)
-    mean = float(grey.mean())
-    if not 60 <= mean <= 225:
-        exposure = "fail" if not 35 <= mean <= 240 else max(exposure, "warn", key=_rank)
     # Sharpness on a face normalised to a fixed eye distance, so it does not depend on size.
     scale = 64.0 / max(m.eye_distance, 1.0)
     normal = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     sharpness = float(cv2.Laplacian(normal, cv2.CV_32F).var())
     resolution = source_px_per_output_px
     return [
-        check(
-            "exposure",
-            exposure,
-            round(clipped * 100, 2),
-            "under 1% clipped, mean 60-225",
-            "exposure",
-            highlights=f"{highlights * 100:.1f}%",
-            shadows=f"{shadows * 100:.1f}%",
-            mean=f"{mean:.0f}",
-        ),
         check(
             "sharpness",
             "pass" if sharpness >= 60 else "warn" if sharpness >= 25 else "fail",
@@ -359,31 +361,6 @@ def _channel_max(pixels: np.ndarray) -> np.ndarray:
 
 def _rank(verdict: Verdict) -> int:
     return {"pass": 0, "warn": 1, "fail": 2}[verdict]
-
-
-def glasses_check(pixels: np.ndarray, landmarks_xy: np.ndarray) -> Check:
-    """A hint, not a verdict: frames leave a strong horizontal edge over the nose bridge."""
-    inner_right, inner_left, bridge = landmarks_xy[133], landmarks_xy[362], landmarks_xy[168]
-    half = max(3, int(abs(inner_left[0] - inner_right[0]) * 0.25))
-    cx, cy = int(bridge[0]), int(bridge[1])
-    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    patch = grey[max(cy - half, 0) : cy + half, max(cx - half // 2, 0) : cx + half // 2 + 1]
-    forehead = landmarks_xy[151]
-    fx, fy = int(forehead[0]), int(forehead[1])
-    skin = grey[max(fy - half, 0) : fy + half, max(fx - half // 2, 0) : fx + half // 2 + 1]
-    if patch.size < 9 or skin.size < 9:
-        return check("glasses", "pass", 0.0, "hint", "glasses unknown")
-    edge = float(np.abs(np.diff(patch, axis=0)).max(axis=0).mean())
-    base = float(np.abs(np.diff(skin, axis=0)).max(axis=0).mean()) + 4.0
-    ratio = edge / base
-    likely = ratio > 3.0
-    return check(
-        "glasses",
-        "warn" if likely else "pass",
-        round(ratio, 2),
-        "hint: frame edge over the nose bridge",
-        "glasses" if likely else "no glasses",
-    )
 
 
 def framing_check(extended_share: float) -> Check:

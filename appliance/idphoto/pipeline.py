@@ -28,6 +28,7 @@ import numpy as np
 from appliance.config import Config
 from appliance.errors import FaceTooSmallError, MultipleFacesError, NoFaceError
 from appliance.idphoto import checks as checks_mod
+from appliance.idphoto.face_checks import face_checks
 from appliance.idphoto.framing import measure_head, plan_frame, raster_affine
 from appliance.idphoto.render import chain, draw_guides, kept_to_view, measure_output, render
 from appliance.idphoto.specs import DocumentSpec, get_spec
@@ -62,6 +63,8 @@ class ProductRequest:
     background: str | None = None  # "#RRGGBB"; portraits also take "blur"; None = spec default
     paper: str = "4x6"
     portrait: str | None = None  # "4:5", "2:3" or "1:1": a portrait instead of an ID photo
+    # The operator's mark that a head covering is worn for religious reasons.
+    religious_covering: bool = False
 
 
 @dataclass(frozen=True)
@@ -389,6 +392,7 @@ class IdPhotoPipeline:
                 1.0 / out_per_full if out_per_full else 0.0,
                 head.roll,
                 remnants,
+                request.religious_covering,
             )
         eye_lo, eye_hi = spec.eye_line_px_range
         with timings("preview"):
@@ -398,12 +402,7 @@ class IdPhotoPipeline:
                     measured[0] if measured else None,
                     (size[1] - eye_hi, size[1] - eye_lo),
                     None,
-                    regions=tuple(
-                        region
-                        for check in report_checks
-                        if check.status != "pass"
-                        for region in check.regions
-                    ),
+                    marks=checks_mod.marked_regions(report_checks),
                 ),
                 dpi=72,
                 quality=85,
@@ -493,6 +492,7 @@ class IdPhotoPipeline:
         source_per_out: float,
         roll: float,
         remnants: list[Remnant],
+        religious_covering: bool = False,
     ) -> list[checks_mod.Check]:
         if measured is None:
             return [checks_mod.check("single face", "fail", 0, "exactly 1", "no face")]
@@ -506,7 +506,7 @@ class IdPhotoPipeline:
             checks_mod.background_check(
                 rendered.pixels, rendered.alpha, measure, background, px_per_mm, remnants
             ),
-            checks_mod.glasses_check(rendered.pixels, points),
+            *face_checks(rendered.pixels, rendered.alpha, points, spec, religious_covering),
             checks_mod.framing_check(rendered.extended_share),
         ]
 

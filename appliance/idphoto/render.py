@@ -33,9 +33,6 @@ from appliance.inference.service import InferenceService
 # How much of the body below the chin, in head heights, the photo itself must show.
 SHOULDER_SHARE = 0.35
 # The box colour on the preview for each kind of region a check names (RGB).
-REGION_COLOURS = {"remnant": (255, 0, 200)}
-
-
 @dataclass(frozen=True)
 class Rendered:
     pixels: np.ndarray  # the finished photo, uint8 RGB
@@ -173,11 +170,10 @@ def draw_guides(
     eye_band: tuple[float, float],
     head_band: tuple[float, float] | None,
     max_side: int = 900,
-    regions: tuple[Region, ...] = (),
+    marks: list[Region] | None = None,
 ) -> np.ndarray:
     """A preview for the operator: crown, chin and eye lines, the allowed eye band, centre,
-    and a box round each region a failed or doubtful check is about (a remnant of the old
-    background)."""
+    and a box around each place a check found a problem (`marks`, in output pixels)."""
     scale = min(1.0, max_side / max(pixels.shape[:2]))
     view = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     height, width = view.shape[:2]
@@ -199,17 +195,27 @@ def draw_guides(
             (measure.eye_mid[1], (30, 90, 230)),
         ):
             cv2.line(view, (0, round(y * scale)), (width - 1, round(y * scale)), colour, thick)
-    pad = 2 * thick
-    for region in regions:
-        x0, y0, x1, y1 = (round(v * scale) for v in region.box)
-        cv2.rectangle(
-            view,
-            (max(0, x0 - pad), max(0, y0 - pad)),
-            (min(width - 1, x1 + pad), min(height - 1, y1 + pad)),
-            REGION_COLOURS.get(region.kind, (255, 0, 255)),
-            thick,
-        )
+    for region in marks or ():
+        draw_mark(view, region, scale, thick)
     return view
+
+
+# Mark colours (RGB) by what the region holds; anything else is drawn in the default.
+MARK_COLOURS = {"glare": (255, 200, 0), "shadow": (150, 60, 220), "remnant": (255, 0, 200)}
+DEFAULT_MARK = (230, 30, 30)
+
+
+def draw_mark(view: np.ndarray, region: Region, scale: float, thick: int) -> None:
+    """A box around the region, a little larger than it, with its kind written above."""
+    x0, y0, x1, y1 = (round(v * scale) for v in region.box)
+    pad = 2 * thick
+    colour = MARK_COLOURS.get(region.kind, DEFAULT_MARK)
+    cv2.rectangle(view, (x0 - pad, y0 - pad), (x1 + pad, y1 + pad), colour, thick)
+    size = max(0.35, view.shape[1] / 1500)
+    cv2.putText(
+        view, region.kind, (x0 - pad, max(10, y0 - pad - 3)), cv2.FONT_HERSHEY_SIMPLEX,
+        size, colour, max(1, thick // 2), cv2.LINE_AA,
+    )  # fmt: skip
 
 
 def kept_to_view(

@@ -30,6 +30,12 @@ CROWN_TO_EYE = (0.45, 0.55)
 
 Range = tuple[float, float]
 Size = tuple[int, int]
+# What an authority says about spectacles: "forbidden" (medical exemptions only, with a
+# certificate), "no-glare" (clear lenses, frames off the eyes, no glare) or "allowed".
+GLASSES_RULES = ("forbidden", "no-glare", "allowed")
+# Head coverings: "religious" (only for religious reasons, the face from the bottom of the
+# chin to the top of the forehead and its edges showing) or "none" (never).
+HEAD_COVERING_RULES = ("religious", "none")
 
 
 class SpecError(ApplianceError, ValueError):
@@ -70,6 +76,9 @@ class DocumentSpec:
     digital_square: bool = False
     min_file_kb: int | None = None
     max_file_kb: int | None = None
+    # ICAO 9303 / ISO/IEC 19794-5 best practice unless the authority says otherwise.
+    glasses: str = "no-glare"
+    head_covering: str = "religious"
     _eye_range: Range = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -209,6 +218,10 @@ def _validate(spec: DocumentSpec) -> None:
         raise SpecError(
             f"spec {sid!r}: backgrounds must be #RRGGBB colours, got {spec.backgrounds}"
         )
+    if spec.glasses not in GLASSES_RULES:
+        raise SpecError(f"spec {sid!r}: glasses must be one of {GLASSES_RULES}")
+    if spec.head_covering not in HEAD_COVERING_RULES:
+        raise SpecError(f"spec {sid!r}: head_covering must be one of {HEAD_COVERING_RULES}")
     kb_lo, kb_hi = spec.min_file_kb, spec.max_file_kb
     if kb_lo is not None and kb_hi is not None and not 0 < kb_lo <= kb_hi:
         raise SpecError(f"spec {sid!r}: need 0 < min_file_kb <= max_file_kb")

@@ -2,7 +2,8 @@
 
 Every model is MediaPipe's (Apache-2.0), taken from the pinned `mediapipe==0.10.14` wheel and
 verified by sha256 before it is loaded. The sample portraits (public domain / BSD-licensed
-scikit-image data) come the same way from a pinned scikit-image wheel.
+scikit-image data, and a public-domain US Navy portrait from matplotlib's sample data) come the
+same way from pinned wheels.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ MEDIAPIPE_WHEEL = PinnedWheel(
     requirement="mediapipe==0.10.14",
     filename="mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
     sha256="a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4",
+)
+
+# Its sample data holds the US Navy's public-domain portrait of Commodore Grace Hopper (large
+# spectacles, a peaked uniform cap, a flag beside her): the real photo the face checks are
+# measured on for glasses and head coverings.
+MATPLOTLIB_WHEEL = PinnedWheel(
+    requirement="matplotlib==3.11.2",
+    filename="matplotlib-3.11.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    sha256="07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
 )
 
 SKIMAGE_WHEEL = PinnedWheel(
@@ -122,14 +132,22 @@ def _sk(name: str, sha256: str, size: int) -> PinnedFile:
     return PinnedFile(name, SKIMAGE_WHEEL, f"skimage/data/{name}", sha256, size)
 
 
-# Public-domain NASA portrait and two no-face negatives, for the demo and for tests on a
-# fresh clone. Same bytes as the copies in ../shared/data/portraits/.
+# Public-domain NASA and US Navy portraits and two no-face negatives, for the demo and for
+# tests on a fresh clone. The scikit-image files are the same bytes as the copies in
+# ../shared/data/portraits/.
 SAMPLES: tuple[PinnedFile, ...] = (
     _sk(
         "astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791555
     ),
     _sk("chelsea.png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", 240512),
     _sk("coffee.png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", 466706),
+    PinnedFile(
+        "grace_hopper.jpg",
+        MATPLOTLIB_WHEEL,
+        "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+        "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
+        61306,
+    ),
     PinnedFile(
         "LICENSE.scikit-image.txt",
         SKIMAGE_WHEEL,

@@ -176,7 +176,7 @@ def make_product(session_id: str, photo_id: str) -> tuple[Response, int]:
     body = _body(ProductBody)
     wanted = ProductRequest(
         spec_id=body.spec, background=body.background, paper=body.sheet or "",
-        portrait=body.portrait,
+        portrait=body.portrait, religious_covering=body.religious_covering,
     )  # fmt: skip
     product_id, report = _studio().make_product(session_id, photo_id, wanted, _actor())
     return jsonify(product_id=product_id, report=report), 201

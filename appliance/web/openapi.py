@@ -39,6 +39,11 @@ class ProductBody(_Body):
     portrait: Literal["4:5", "2:3", "1:1"] | None = Field(
         default=None, description="a portrait in this aspect instead of an ID photo"
     )
+    religious_covering: bool = Field(
+        default=False,
+        description="the head covering is worn for religious reasons (the face from chin to "
+        "forehead must then show)",
+    )
 
 
 class PrintBody(_Body):

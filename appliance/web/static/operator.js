@@ -76,6 +76,13 @@
       // The template and its values when the check has them (translated), else the text.
       text.textContent = " " + (check.text ? t(check.text, check.values) : check.message);
       item.append(verdict, text);
+      if (check.advice) {
+        // What to do about it, in the page's language; the preview marks where it is.
+        const advice = document.createElement("em");
+        advice.className = "advice";
+        advice.textContent = " → " + t(check.advice);
+        item.append(advice);
+      }
       list.append(item);
     }
   }
@@ -137,6 +144,7 @@
       background: $("background").value || null,
       sheet: $("paper").value || null,
       portrait: $("portrait").value || null,
+      religious_covering: $("religious-covering").checked,
     };
     const url = api + "/" + current.session + "/photos/" + current.photo + "/products";
     const made = await call("POST", url, body);

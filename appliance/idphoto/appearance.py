@@ -1,0 +1,332 @@
+"""How the face is lit and coloured: exposure, illumination, shadows, colour, red-eye, and
+whether the eyes are visible, each measured on the finished photo with the mesh's zones.
+
+Definitions and limits come from OFIQ (BSI's reference implementation of ISO/IEC 29794-5)
+where it has them: over-exposure is the share of face pixels whose luminance is 247-255,
+under-exposure the share at 0-25 (scored by OFIQ's sigmoid, h=120 a=0.832 s=-1 x0=0.92
+w=0.05), illumination uniformity the histogram intersection of the two cheek zones (score
+100 * raw^0.3), natural colour the CIELAB a*/b* distance of the cheeks from a* 5-25,
+b* 5-35 (score 200 * (1 - sigmoid(raw / 10))). A quality score of 50 is the pass line, 25 the
+fail line, unless a limit below says otherwise. Where OFIQ uses its occlusion or parsing
+networks, the skin here is the mesh's face oval without eyes, brows, nostrils and lips.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from appliance.idphoto.checks import Check, Region, Verdict, check
+from appliance.idphoto.face_zones import FaceImage, crop, lab
+from appliance.inference.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
+
+# Spec rules (ICAO 9303 Part 3 / ISO/IEC 19794-5 Annex B) the checks below serve.
+RULE_EXPOSURE = "ICAO: appropriate brightness and contrast, no over- or under-exposure"
+RULE_LIGHT = "ICAO: lighting uniform, no shadows or hot spots on the face"
+RULE_BACK_SHADOW = "ICAO: no shadows on the background behind the head"
+RULE_COLOUR = "ICAO: natural skin tones, colour photo"
+RULE_RED_EYE = "ICAO: no red-eye"
+RULE_EYES = "ICAO: eyes open and clearly visible, no hair across the eyes"
+
+
+def _sigmoid(x: float, x0: float, w: float) -> float:
+    return 1.0 / (1.0 + math.exp(min(50.0, (x0 - x) / w)))
+
+
+def _score_verdict(score: float, good: float = 50.0, poor: float = 25.0) -> Verdict:
+    return "pass" if score >= good else "warn" if score >= poor else "fail"
+
+
+def _boxes(
+    mask: np.ndarray, kind: str, min_area: int = 1, offset: tuple[int, int] = (0, 0)
+) -> tuple[Region, ...]:
+    """The boxes of the mask's four largest parts (at least `min_area` pixels each)."""
+    if not mask.any():
+        return ()
+    _count, _labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    ox, oy = offset
+    regions = [
+        Region(kind, (ox + int(x), oy + int(y), ox + int(x + w), oy + int(y + h)))
+        for x, y, w, h, area in stats[1:]
+        if area >= min_area
+    ]
+    return tuple(sorted(regions, key=lambda r: -(r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))[:4])
+
+
+def exposure_check(face: FaceImage) -> Check:
+    """Blown and black skin by OFIQ's luminance ranges; a specular highlight (a small bright
+    spot on the forehead or nose, normal under studio flash) is opened away first."""
+    skin, zones = face.skin, face.zones
+    y = face.luminance
+    total = int(skin.sum())
+    if total < 50:
+        return check("exposure", "warn", 0.0, "face skin visible", "exposure dim", mean="?")
+    size = max(3, round(0.08 * zones.eye_distance)) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    blown_raw = ((y >= 247) & skin).astype(np.uint8)
+    blown = cv2.morphologyEx(blown_raw, cv2.MORPH_OPEN, kernel).astype(bool)
+    bright = float(blown.sum()) / total
+    dark = float(((y <= 25) & skin).sum()) / total
+    mean = float(y[skin].mean()) / 255.0
+    over_score = min(100.0, 1.0 / (bright + 0.01))
+    under_score = max(0.0, min(100.0, 120.0 * (0.832 - _sigmoid(dark, 0.92, 0.05))))
+    mean_score = 100.0 * _sigmoid(mean, 0.2, 0.05) * (1.0 - _sigmoid(mean, 0.8, 0.05))
+    over = _score_verdict(over_score, 50.0, 20.0)  # 1 % and 4 % of the skin blown
+    under = _score_verdict(under_score)
+    # OFIQ's mean-luminance band (0.2-0.8 linear) would fail dark skin that is well exposed:
+    # the mean only warns, and only far outside the band.
+    level: Verdict = "warn" if mean_score < 10.0 else "pass"
+    status = max((over, under, level), key=("pass", "warn", "fail").index)
+    values = {"bright": f"{bright * 100:.1f}%", "dark": f"{dark * 100:.1f}%", "mean": f"{mean:.2f}"}
+    if over != "pass":
+        text = "overexposed"
+    elif under != "pass":
+        text = "underexposed"
+    elif level != "pass":
+        text = "exposure dim" if mean < 0.5 else "exposure bright"
+    else:
+        text = "exposed"
+    return check(
+        "exposure",
+        status,
+        round(bright * 100, 2),
+        "blown skin (luminance 247-255) under 1%, very dark skin (0-25) under 87%",
+        text,
+        rules=(RULE_EXPOSURE,),
+        regions=_boxes(blown, "overexposed", size * size) if status != "pass" else (),
+        **values,
+    )
+
+
+def illumination_check(face: FaceImage) -> Check:
+    """Left against right: the median lightness (CIELAB L*) of a zone below each eye. OFIQ's
+    own measure (the histogram intersection of its two small cheek zones, in linear light) is
+    reported too; alone it fails evenly lit faces whose one cheek zone falls on blush."""
+    skin, zones = face.skin, face.zones
+    light = face.lab[..., 0]
+    d = zones.eye_distance
+    medians, boxes = [], []
+    for eye in (zones.right_eye, zones.left_eye):
+        top = int(eye[1] + 0.4 * zones.eye_mouth_distance)
+        box = zones.clip((int(eye[0] - 0.25 * d), top, int(eye[0] + 0.25 * d), int(top + 0.4 * d)))
+        values = crop(light, box)[crop(skin, box)]
+        if values.size < 9:
+            return check("illumination", "pass", 0.0, "cheeks visible", "lit evenly")
+        medians.append(float(np.median(values)))
+        boxes.append(box)
+    difference = abs(medians[0] - medians[1])
+    status: Verdict = "pass" if difference <= 20 else "warn" if difference <= 28 else "fail"
+    return check(
+        "illumination",
+        status,
+        round(difference, 1),
+        "cheeks within 20 L* of each other",
+        "lit evenly" if status == "pass" else "lit unevenly",
+        rules=(RULE_LIGHT,),
+        regions=(Region("shadow", boxes[int(np.argmin(medians))]),),
+        ofiq=f"{_ofiq_uniformity(face):.0f}",
+    )
+
+
+def _ofiq_uniformity(face: FaceImage) -> float:
+    skin, zones = face.skin, face.zones
+    y = face.luminance
+    hists = []
+    for box in zones.cheek_boxes():
+        values = crop(y, box)[crop(skin, box)]
+        if values.size < 9:
+            return 100.0
+        hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+        hists.append(hist / hist.sum())
+    return 100.0 * float(np.minimum(*hists).sum()) ** 0.3
+
+
+def face_shadow_check(face: FaceImage) -> Check:
+    """Shadow patches inside the face: skin-coloured pixels (by chroma: a shadow darkens skin
+    but keeps its hue; hair and brows do not have it) whose smoothed lightness lies far below
+    the face's typical lightness. The face's outer rim, turning away from the light, is left
+    out."""
+    zones = face.zones
+    # Only the face's box is read (the blurs below are the costliest step of the checks).
+    size = max(3, round(0.2 * zones.eye_distance)) | 1
+    x0, y0, x1, y1 = _mask_box(face.skin)
+    height, width = face.skin.shape
+    # A margin of non-skin so the erosion sees the skin's edge as in the whole photo.
+    x0, y0 = max(0, x0 - size), max(0, y0 - size)
+    x1, y1 = min(width, x1 + size), min(height, y1 + size)
+    skin = face.skin[y0:y1, x0:x1]
+    colours = face.lab[y0:y1, x0:x1]
+    light = colours[..., 0]
+    reference = face.reference
+    chroma_far = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 10
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    inner = cv2.erode(skin.astype(np.uint8), kernel).astype(bool) & ~chroma_far
+    if inner.sum() < 50:
+        return check("face shadows", "pass", 0.0, "face visible", "no face shadow")
+    sigma = max(1.0, 0.08 * zones.eye_distance)
+    # Zero beyond the box, as beyond the skin: the same as blurring the whole photo.
+    edge = cv2.BORDER_CONSTANT
+    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), sigma, borderType=edge)
+    smooth = cv2.GaussianBlur(
+        np.where(inner, light, 0).astype(np.float32), (0, 0), sigma, borderType=edge
+    )
+    smooth = smooth / np.maximum(weight, 1e-3)
+    typical = float(np.percentile(smooth[inner], 70))
+    deep = inner & (smooth < typical * 0.6)
+    share = float(deep.sum()) / float(inner.sum())
+    status: Verdict = "pass" if share <= 0.22 else "warn" if share <= 0.30 else "fail"
+    least = round(zones.eye_distance * 0.1) ** 2
+    return check(
+        "face shadows",
+        status,
+        round(share * 100, 1),
+        "under 22% of the face in shadow (lightness under 60% of typical)",
+        "no face shadow" if status == "pass" else "face shadow",
+        rules=(RULE_LIGHT,),
+        regions=_boxes(deep, "shadow", least, (x0, y0)) if status != "pass" else (),
+    )
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The mask's bounding box (the whole image for an empty mask)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return (0, 0, mask.shape[1], mask.shape[0])
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def background_shadow_check(face: FaceImage) -> Check:
+    """A shadow on the background beside and above the head: the background in a band around
+    the head darker than the rest of the background."""
+    zones, alpha = face.zones, face.alpha
+    back = alpha < 0.05
+    outside = (alpha < 0.5).astype(np.uint8)
+    reach = max(3, round(0.6 * zones.eye_distance))
+    # Distance to the person (a transform is linear time; a dilation this wide is not).
+    near = cv2.distanceTransform(outside, cv2.DIST_L2, 3) <= reach
+    chin_row = int(zones.pt(152)[1])
+    band = near & back
+    band[chin_row:] = False
+    rest = back & ~near
+    light = face.lab[..., 0]
+    if band.sum() < 50 or rest.sum() < 50:
+        return check("background shadow", "pass", 0.0, "background visible", "no back shadow")
+    reference = float(np.median(light[rest]))
+    dark = band & (light < reference - 8.0)
+    share = float(dark.sum()) / float(band.sum())
+    status: Verdict = "pass" if share <= 0.05 else "warn" if share <= 0.15 else "fail"
+    return check(
+        "background shadow",
+        status,
+        round(share * 100, 1),
+        "under 5% of the background around the head darker by 8 L*",
+        "no back shadow" if status == "pass" else "back shadow",
+        rules=(RULE_BACK_SHADOW,),
+        regions=_boxes(dark, "shadow", reach) if status != "pass" else (),
+    )
+
+
+def colour_check(face: FaceImage) -> Check:
+    """OFIQ's natural colour on the cheek zones; a photo without colour fails (authorities
+    ask for colour, though OFIQ itself scores grey as natural)."""
+    pixels, skin, zones = face.pixels, face.skin, face.zones
+    sample = np.ascontiguousarray(pixels[::3, ::3]).astype(np.int16)
+    if int(np.abs(sample - sample[..., :1]).max()) <= 2:
+        return check("natural colour", "fail", 0.0, "a colour photo", "greyscale",
+                     rules=(RULE_COLOUR,))  # fmt: skip
+    chosen = [crop(pixels, b)[crop(skin, b)] for b in zones.cheek_boxes()]
+    values = np.concatenate([c for c in chosen if c.size]) if any(c.size for c in chosen) else None
+    if values is None or len(values) < 9:
+        return check("natural colour", "pass", 100.0, "cheeks visible", "colour natural")
+    mean = values.reshape(-1, 3).mean(axis=0).astype(np.float32).reshape(1, 1, 3)
+    _l, a, b = (float(v) for v in lab(np.clip(mean, 0, 255).astype(np.uint8))[0, 0])
+    raw = math.hypot(max(0.0, 5 - a, a - 25), max(0.0, 5 - b, b - 35))
+    score = 200.0 * (1.0 - _sigmoid(raw, 0.0, 10.0))
+    status = _score_verdict(score)
+    return check(
+        "natural colour",
+        status,
+        round(score, 1),
+        "OFIQ natural colour at least 50 (cheeks a* 5-25, b* 5-35)",
+        "colour natural" if status == "pass" else "colour cast",
+        rules=(RULE_COLOUR,),
+    )
+
+
+def red_eye_check(face: FaceImage) -> Check:
+    """Saturated red inside either eye's opening (a flash reflected off the retina)."""
+    zones = face.zones
+    worst, regions = 0.0, []
+    for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
+        opening = zones.polygon(ring)
+        if opening.sum() < 9:
+            continue
+        # A retina lit by the flash: strongly red (a* over 45) and not dark; a brown iris,
+        # even through rose-tinted lenses, stays under a* 45.
+        red = opening & (face.lab[..., 1] > 45.0) & (face.lab[..., 0] > 25.0)
+        share = float(red.sum()) / float(opening.sum())
+        if share > 0.04:
+            regions.append(Region("red-eye", zones.eye_box(ring, 0.05)))
+        worst = max(worst, share)
+    status: Verdict = "pass" if worst <= 0.04 else "warn" if worst <= 0.08 else "fail"
+    return check(
+        "red-eye",
+        status,
+        round(worst * 100, 1),
+        "under 4% of the eye opening saturated red",
+        "no red eye" if status == "pass" else "red eye",
+        rules=(RULE_RED_EYE,),
+        regions=tuple(regions),
+    )
+
+
+def foreign(pixels_lab: np.ndarray, reference: np.ndarray, tolerance: float = 14.0) -> np.ndarray:
+    """Pixels whose colour is far from the skin's (lightness counts half: shading is not
+    an occlusion)."""
+    d_light = (pixels_lab[..., 0] - reference[0]) * 0.5
+    d_chroma = np.hypot(pixels_lab[..., 1] - reference[1], pixels_lab[..., 2] - reference[2])
+    return np.asarray(np.hypot(d_light, d_chroma) > tolerance)
+
+
+def eyes_visible_check(face: FaceImage) -> Check:
+    """Hair across the eyes, in ISO/IEC 39794-5's eye visibility zone (the eye's box grown, here
+    by 0.12 of the eye distance to take in the lids): an eye, its lids and lashes are edges that
+    run across (brightness changes up and down); strands of hair hanging over it run down
+    (brightness changes sideways). The value is the sideways over the up-down edge energy.
+    An eye hidden behind something dark (sunglasses) has no contrast left in its opening: the
+    white and the iris, some 40-65 L* apart on an open eye, differ by under 10."""
+    zones = face.zones
+    grey = face.grey
+    light = face.lab[..., 0]
+    worst, flattest, regions = 0.0, 100.0, []
+    for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
+        box = zones.eye_box(ring, 0.12)
+        patch = crop(grey, box)
+        opening = zones.polygon(ring)
+        if patch.shape[0] < 3 or patch.shape[1] < 3 or opening.sum() < 9:
+            continue
+        sideways = float(np.abs(np.diff(patch, axis=1)).sum())
+        updown = float(np.abs(np.diff(patch, axis=0)).sum())
+        ratio = sideways / (updown + 1.0)
+        low, high = np.percentile(light[opening], (10, 90))
+        contrast = float(high - low)
+        if ratio > 1.2 or contrast < 10.0:
+            regions.append(Region("eye covered", box))
+        worst, flattest = max(worst, ratio), min(flattest, contrast)
+    status: Verdict = "pass" if worst <= 1.2 else "warn" if worst <= 1.8 else "fail"
+    if flattest < 10.0:
+        status = "fail"
+    return check(
+        "eyes visible",
+        status,
+        round(worst, 2),
+        "sideways edges at most 1.2 x the across edges around each eye; the eye's white and "
+        "iris at least 10 L* apart",
+        "eyes visible" if status == "pass" else "eyes covered",
+        rules=(RULE_EYES,),
+        regions=tuple(regions),
+    )

@@ -1,0 +1,306 @@
+"""What the sitter wears on the head and face: spectacles (frame, tinted lenses, glare) and
+head coverings, judged against what the document's authority allows.
+
+OFIQ finds head coverings with a face-parsing network; the appliance runs no such network, so
+these checks read the mesh's zones and the person mask: a spectacle frame is a line that runs
+straight across many pixels at the places a frame must cross (over the nose bridge, under each
+eye, beside each eye), where skin has only short, incoherent edges; a head covering is person
+that is neither skin nor hair-like above and beside the face, or the straight edge of a brim.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from appliance.idphoto.appearance import foreign
+from appliance.idphoto.checks import Check, Region, Verdict, check
+from appliance.idphoto.face_zones import FACE_OVAL, FaceImage, FaceZones, crop
+from appliance.idphoto.specs import DocumentSpec
+from appliance.inference.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
+
+RULE_GLASSES = {
+    "forbidden": "authority: no glasses (medical exemption only)",
+    "no-glare": "ICAO: glasses only with clear lenses, frames off the eyes, no glare",
+    "allowed": "authority: glasses allowed",
+}
+RULE_TINT = "ICAO: no sunglasses or tinted lenses"
+RULE_GLARE = "ICAO: no reflections or glare on glasses"
+RULE_COVERING = {
+    "religious": "authority: no head covering except for religious reasons, face from the "
+    "bottom of the chin to the top of the forehead showing",
+    "none": "authority: no head covering",
+}
+FRAME_LIMIT = 3.4  # median coherent-edge ratio over the five frame sites
+BRIDGE_LIGHT_LIMIT = 3.4  # a bar across the nose bridge, in L*
+BRIDGE_COLOUR_LIMIT = 1.0  # the same bar in b*: skin there has no straight colour edge
+TINT_EYE_CONTRAST = 20.0  # L* between an eye's white and iris; 40-65 on an open, visible eye
+BRIM_LIMIT = 4.0  # a straight edge across the forehead (a brim, a scarf's edge), over skin's
+GLARE_LIMIT = 0.04  # 3 catchlights of 0.05 eye distances' radius, in a 0.84 x 0.6 lens zone
+EYES = (RIGHT_EYE_RING, LEFT_EYE_RING)
+FRAME_NOTE = {
+    "forbidden": "glasses not allowed",
+    "no-glare": "frames must not cover the eyes",
+    "allowed": "glasses allowed",
+}
+
+
+def _line_strength(grey: np.ndarray, box: tuple[int, int, int, int], horizontal: bool) -> float:
+    """How strongly a straight line crosses the box: the signed derivative across the line,
+    averaged along it (a frame's edge adds up, skin texture cancels), at its strongest."""
+    patch = crop(grey, box)
+    if patch.shape[0] < 3 or patch.shape[1] < 3:
+        return 0.0
+    if not horizontal:
+        patch = patch.T
+    derivative = np.diff(patch, axis=0)
+    return float(np.abs(derivative.mean(axis=1)).max())
+
+
+def frame_score(face: FaceImage) -> float:
+    """The frame evidence, 1.0 at the line: the strongest of (a) the median coherent-edge
+    ratio over the five places a frame crosses (the bridge, under and beside each eye), (b) a
+    bar across the nose bridge in lightness and (c) the same bar in CIELAB b* (a frame's
+    colour is not skin's, even where a translucent or amber bridge barely differs in
+    lightness); each ratio is against the same measure on cheek skin."""
+    zones, grey = face.zones, face.grey
+    d = zones.eye_distance
+    right_in, left_in = zones.pt(133), zones.pt(362)
+    brow = zones.pt(9)
+    span = left_in[0] - right_in[0]
+    low = max(right_in[1], left_in[1])
+    sites = [((right_in[0] + 0.2 * span, brow[1], left_in[0] - 0.2 * span, low + 0.1 * d), True)]
+    for ring, outward in ((RIGHT_EYE_RING, -1.0), (LEFT_EYE_RING, 1.0)):
+        points = zones.points[list(ring)]
+        (ex0, _ey0), (ex1, ey1) = points.min(0), points.max(0)
+        cx, cy = points.mean(0)
+        width = ex1 - ex0
+        # Under the eye: the lower rim, between the lid and the cheekbone.
+        sites.append(((ex0 + 0.2 * width, ey1 + 0.08 * d, ex1 - 0.2 * width, ey1 + 0.45 * d), True))
+        # Beside the eye: the rim's outer side, a vertical line.
+        near, far = cx + outward * 0.3 * d, cx + outward * 0.62 * d
+        sites.append(((min(near, far), cy - 0.18 * d, max(near, far), cy + 0.18 * d), False))
+    boxes = [zones.clip(tuple(round(v) for v in box)) for box, _ in sites]
+    strengths = [_line_strength(grey, b, h) for b, (_, h) in zip(boxes, sites, strict=True)]
+    cheeks = _skin_patches(zones)
+    reference = float(np.median([_line_strength(grey, b, True) for b in cheeks]))
+    ratios = np.array(strengths) / (reference + 2.0)
+    # The bridge from the brows' inner ends to below the eyes (a browline frame's bar runs
+    # just under the brows), in lightness and in b*.
+    bridge = zones.clip((round(right_in[0] + 0.25 * span), round(brow[1] + 0.02 * d),
+                         round(left_in[0] - 0.25 * span), round(low + 0.15 * d)))  # fmt: skip
+    yellow = np.ascontiguousarray(face.lab[..., 2])
+    light = np.ascontiguousarray(face.lab[..., 0])
+    bar_light = _line_strength(light, bridge, True) / (
+        float(np.median([_line_strength(light, b, True) for b in cheeks])) + 1.0
+    )
+    bar_yellow = _line_strength(yellow, bridge, True) / (
+        float(np.median([_line_strength(yellow, b, True) for b in cheeks])) + 1.0
+    )
+    evidence = (
+        float(np.median(ratios)) / FRAME_LIMIT,
+        bar_light / BRIDGE_LIGHT_LIMIT,
+        bar_yellow / BRIDGE_COLOUR_LIMIT,
+    )
+    return max(evidence)
+
+
+def _skin_patches(zones: FaceZones) -> list[tuple[int, int, int, int]]:
+    """Skin to compare a frame's edges with: OFIQ's two cheek zones (where a large frame's
+    lower rim can lie), the chin and the forehead; their median is the reference."""
+    d = zones.eye_distance
+    chin, brow = zones.pt(152), zones.pt(9)
+    return [
+        *zones.cheek_boxes(),
+        zones.clip((round(chin[0] - 0.15 * d), round(chin[1] - 0.4 * d),
+                    round(chin[0] + 0.15 * d), round(chin[1] - 0.1 * d))),
+        zones.clip((round(brow[0] - 0.15 * d), round(brow[1] - 0.45 * d),
+                    round(brow[0] + 0.15 * d), round(brow[1] - 0.15 * d))),
+    ]  # fmt: skip
+
+
+def glasses_checks(face: FaceImage, spec: DocumentSpec) -> list[Check]:
+    score = frame_score(face)
+    rule = spec.glasses
+    worn = score > 1.0
+    if not worn:
+        frame_status: Verdict = "pass"
+    else:
+        frame_status = {"forbidden": "fail", "no-glare": "warn", "allowed": "pass"}[rule]  # type: ignore[assignment]
+    frame = check(
+        "glasses",
+        frame_status,
+        round(score, 2),
+        f"frame evidence at most 1.0 ({FRAME_NOTE[rule]})",
+        "glasses seen" if worn else "no glasses",
+        rules=(RULE_GLASSES[rule],),
+        regions=tuple(Region("glasses", face.zones.lens_box(r)) for r in EYES) if worn else (),
+        score=f"{score:.1f}",
+    )
+    return [frame, _tint_check(face), _glare_check(face, worn, rule)]
+
+
+def _tint_check(face: FaceImage) -> Check:
+    """Lenses darker than the skin all over: the lens zone's median lightness against the
+    cheeks' (an open eye with its lids is only a little darker than skin), with the eye behind
+    it dimmed to no contrast (hair over the eyes darkens the zone too, but leaves the eye's
+    white and iris apart)."""
+    zones = face.zones
+    reference = face.reference
+    light = face.lab[..., 0]
+    drops, contrasts, boxes = [], [], []
+    for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
+        box = zones.lens_box(ring)
+        zone = crop(light, box)
+        opening = zones.polygon(ring)
+        if zone.size < 9 or opening.sum() < 9:
+            continue
+        drops.append(float(reference[0] - np.median(zone)))
+        low, high = np.percentile(light[opening], (10, 90))
+        contrasts.append(float(high - low))
+        boxes.append(box)
+    drop = min(drops) if drops else 0.0  # both lenses tinted
+    limit = max(14.0, 0.45 * float(reference[0]))
+    hidden = bool(contrasts) and max(contrasts) < TINT_EYE_CONTRAST
+    status: Verdict = "pass"
+    if hidden and drop > limit:
+        status = "warn" if drop <= limit + 8 else "fail"
+    return check(
+        "tinted glasses",
+        status,
+        round(drop, 1),
+        f"lens zones at most {limit:.0f} L* darker than the cheeks, or the eyes seen through "
+        f"them (white and iris {TINT_EYE_CONTRAST:.0f} L* apart)",
+        "no tint" if status == "pass" else "glasses tinted",
+        rules=(RULE_TINT,),
+        regions=tuple(Region("tinted", b) for b in boxes),
+    )
+
+
+def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
+    """Near-white, colourless patches over the eyes (at least a quarter of each on the eye
+    opening), each larger than three catchlights (the small reflection of the light in the
+    cornea, which every authority accepts): the reflection of a light in a lens."""
+    zones = face.zones
+    colours = face.lab
+    reference = face.reference
+    d = zones.eye_distance
+    least = GLARE_LIMIT * (0.84 * d) * (0.60 * d)  # share of a lens zone (see lens_box)
+    worst, regions = 0.0, []
+    for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
+        box = zones.lens_box(ring)
+        zone = crop(colours, box)
+        if zone.size < 27:
+            continue
+        chroma = np.hypot(zone[..., 1], zone[..., 2])
+        white = (zone[..., 0] > max(92.0, float(reference[0]) + 10.0)) & (chroma < 8.0)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            white.astype(np.uint8), connectivity=8
+        )
+        # Glare that hides the eye covers the eye opening; a shine on the skin around it
+        # (the lid, the cheekbone under a bright light) does not.
+        opening = crop(zones.polygon(ring, 0.03), box)
+        over_eye = np.bincount(labels[opening].ravel(), minlength=count)[:count]
+        area = stats[:count, cv2.CC_STAT_AREA]
+        areas = np.where(over_eye * 4 >= area, area, 0)[1:]
+        if areas.size:
+            worst = max(worst, float(areas.max()) / float(zone.shape[0] * zone.shape[1]))
+        for i in range(1, count):
+            if areas[i - 1] >= least:
+                x, y, w, h = (int(v) for v in stats[i, :4])
+                regions.append(
+                    Region("glare", (box[0] + x, box[1] + y, box[0] + x + w, box[1] + y + h))
+                )
+    glare = worst > GLARE_LIMIT
+    # Glare hides the eyes whatever the rule; without a frame seen it may be a rimless lens
+    # or a bright eyelid, so the operator is asked to look.
+    status: Verdict = "pass" if not glare else "warn" if rule == "allowed" or not worn else "fail"
+    return check(
+        "glare",
+        status,
+        round(worst * 100, 1),
+        f"no white patch over {GLARE_LIMIT * 100:.0f}% of a lens zone (3 catchlights)",
+        "glasses glare" if glare else "no glare",
+        rules=(RULE_GLARE,),
+        regions=tuple(regions),
+    )
+
+
+def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) -> Check:
+    """Above and beside the face, the person mask holds hair, skin (a bald head, ears) or a
+    covering: fabric is what is neither skin-coloured nor hair-like in colour (hair is dull,
+    black to blond or grey), or the straight edge a cap's brim or a scarf draws across the
+    forehead."""
+    alpha, skin, zones = face.alpha, face.skin, face.zones
+    d = zones.eye_distance
+    oval = zones.polygon(FACE_OVAL)
+    person = alpha >= 0.5
+    top = zones.pt(10)
+    _height, width = alpha.shape
+    x0, x1 = zones.points[list(FACE_OVAL), 0].min(), zones.points[list(FACE_OVAL), 0].max()
+    around = np.zeros_like(oval)
+    ax0, ax1 = max(0, round(x0 - 0.35 * d)), min(width, round(x1 + 0.35 * d))
+    around[: round(zones.pt(152)[1] - 0.6 * d), ax0:ax1] = True
+    ring = around & person & ~oval
+    ring[: max(0, round(top[1] - 1.2 * d))] = False  # tall hair styles are not coverings
+    if ring.sum() < 50:
+        return check("head covering", "pass", 0.0, "head visible", "head bare",
+                     rules=(RULE_COVERING[spec.head_covering],))  # fmt: skip
+    colours = face.lab
+    reference = face.reference
+    seen = colours[ring]  # only the ring's pixels, N x 3
+    # Skin by its hue and chroma alone: a bald scalp shines far lighter than the cheeks.
+    not_skin = np.hypot(seen[:, 1] - reference[1], seen[:, 2] - reference[2]) > 12.0
+    chroma = np.hypot(seen[:, 1], seen[:, 2])
+    hue = np.degrees(np.arctan2(seen[:, 2], seen[:, 1]))
+    # Hair: grey to black, or brown, blond and red (hue 20-100 degrees, up to chroma 55).
+    hair_colour = (chroma < 10.0) | ((chroma < 55.0) & (hue > 20.0) & (hue < 100.0))
+    grey = face.grey
+    cloth = not_skin & ~hair_colour
+    fabric = np.zeros_like(ring)
+    fabric[ring] = cloth
+    share = float(cloth.sum()) / float(ring.sum())
+    forehead = zones.clip((round(zones.pt(109)[0]), round(top[1] - 0.6 * d),
+                           round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
+    brim = _line_strength(grey, forehead, True)
+    brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
+    covered = share > 0.47 or brim_ratio > BRIM_LIMIT
+    rules = (RULE_COVERING[spec.head_covering],)
+    # The mark: the head above the brows, from the top of the person there, side to side.
+    above = person[:, ax0:ax1].any(axis=1)
+    crown = int(np.argmax(above)) if above.any() else 0
+    head = zones.clip((ax0, crown, ax1, round(zones.pt(9)[1])))
+    regions = (Region("head covering", head),)
+    value = round(share * 100, 1)
+    limit = "under 47% of the head outline is fabric"
+    if not covered:
+        status: Verdict = "pass" if share <= 0.38 else "warn"
+        text = "head bare" if status == "pass" else "head covered"
+        return check("head covering", status, value, limit, text, rules=rules, regions=regions)
+    if religious and spec.head_covering == "religious":
+        shown = _face_shows(colours, reference, skin, zones)
+        if shown:
+            return check(
+                "head covering", "pass", value, limit, "head covered religious", rules=rules
+            )
+        return check(
+            "head covering", "fail", value, limit, "face hidden", rules=rules, regions=regions
+        )
+    return check(
+        "head covering", "fail", value, limit, "head covered", rules=rules, regions=regions
+    )
+
+
+def _face_shows(
+    colours: np.ndarray, reference: np.ndarray, skin: np.ndarray, zones: FaceZones
+) -> bool:
+    """The face from the chin to the top of the forehead: the forehead above the brows is
+    mostly skin."""
+    d = zones.eye_distance
+    box = zones.clip((round(zones.pt(109)[0]), round(zones.pt(10)[1] + 0.1 * d),
+                      round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
+    region = crop(skin, box)
+    if region.sum() < 9:
+        return False
+    skin_like = ~foreign(crop(colours, box), reference) & region
+    return float(skin_like.sum()) / float(region.sum()) >= 0.6
