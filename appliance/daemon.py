@@ -65,9 +65,15 @@ class Daemon:
         config = self.config
         disable_core_dumps()
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Takes the root's lock first: a second daemon on this root stops here, before the
+        # sweep below could delete the first one's live sessions.
         workspace = Workspace(
-            config.session.workspace_dir, max_bytes=config.session.workspace_max_bytes
+            config.workspace_dir,
+            max_bytes=config.session.workspace_max_bytes,
+            session_max_bytes=config.session.session_budget,
+            session_reserve_bytes=config.session.session_reserve,
         )
+        self._on_stop("workspace lock", workspace.close)
         audit = AuditLog(config.state_dir / "audit" / "audit.log")
         # Registered first, so it runs last: the audit log's final line says we stopped.
         self._on_stop("audit", lambda: audit.record("appliance.stopped", actor="system"))

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import flask
 from PIL import Image
-from web_helpers import Harness, WriteWatch, multipart
+from web_helpers import FakePrinter, Harness, WriteWatch, close_harness, make_harness, multipart
 
+from appliance.config import Config
+from appliance.session.rootlock import LOCK_NAME
 from appliance.web.openapi import API_PREFIX, ROUTES, openapi_document
 
 API = API_PREFIX + "/sessions"
@@ -107,7 +109,7 @@ def test_full_flow_with_the_real_pipeline(studio: Harness, sample_dir: Path) -> 
     assert "print.submitted" in events and "link.redeemed" in events
     assert events[-1] == "session.wiped"
     assert studio.printer.purged == [job_id]  # the wipe purged the print job
-    assert not list(studio.workspace_root.iterdir())
+    assert [p.name for p in studio.workspace_root.iterdir()] == [LOCK_NAME]  # only the lock
 
 
 def test_finish_wipes_at_once_without_a_live_link(studio: Harness, sample_dir: Path) -> None:
@@ -327,3 +329,34 @@ def test_specs_and_status(web: Harness) -> None:
     }
     assert status["camera"] == {"configured": False}
     assert status["workspace"]["max_bytes"] == 256 * MiB
+
+
+def test_full_workspace_refuses_new_sessions_and_wipes_no_one(
+    config: Config, tmp_path: Path
+) -> None:
+    # Room for two sessions' reserves (1 MiB each), 3 MiB per session at most.
+    harness = make_harness(
+        config, tmp_path, printer=FakePrinter(), workspace_bytes=(2 * MiB, 3 * MiB // 2, MiB)
+    )
+    try:
+        harness.staff()
+        headers = harness.bearer()
+        filler, other = _start(harness, headers), _start(harness, headers)
+        response = harness.client.post(API, headers=headers)
+        assert response.status_code == 503, response.get_json()
+        assert response.get_json()["error"] == "workspace_admission"
+        assert "no room for another customer session" in response.get_json()["message"]
+        assert str(harness.workspace_root) not in response.get_json()["message"]
+        # Each open session can still use its reserve: an upload within it always fits.
+        _upload(harness, other, _noise_png(300), headers)
+        noise = _noise_png(600)  # over 1 MiB: past the reserve, into room the other was promised
+        response = harness.client.post(
+            f"{API}/{filler}/photos", data=noise, content_type="image/png", headers=headers
+        )
+        assert response.status_code == 507, response.get_json()
+        for session_id in (filler, other):
+            state = harness.client.get(f"{API}/{session_id}", headers=headers).get_json()
+            assert state["state"] == "capturing"
+        assert [e for e in harness.audit_events() if e["event"] == "session.wiped"] == []
+    finally:
+        close_harness(harness)

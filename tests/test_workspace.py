@@ -277,6 +277,7 @@ def test_sweep_removes_leftovers_but_not_live_sessions(shm_root: Path) -> None:
     leftover = first.open_session("session-leftover-llllll")
     leftover.put(b"left behind")
     (shm_root / "stray-file").write_bytes(b"")
+    first.close()  # as at a crash: the kernel drops a dead process's lock
     second = Workspace(shm_root, max_bytes=MiB)  # as after a restart
     live = second.open_session("session-live-llllllllll")
     assert second.sweep_leftovers() == 1
