@@ -102,6 +102,16 @@ class ImagingConfig(_Section):
     max_pixels: int = Field(default=64_000_000, ge=1_000_000, le=400_000_000)
     # Longest side of the reduced decode the models see.
     analysis_max_side: int = Field(default=1024, ge=256, le=4096)
+    # Most memory one decode may hold (MB). The effective budget is also at most a sixth of
+    # what the process may use (cgroup MemoryMax= or RAM): see decode_budget_bytes. A photo
+    # no decode could fit is refused at upload, from its header (imaging/budget.py).
+    decode_budget_mb: int = Field(default=96, ge=16, le=4096)
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        from appliance.memory import memory_limit_bytes
+
+        return min(self.decode_budget_mb * 1_000_000, memory_limit_bytes() // 6)
 
 
 MiB = 1024 * 1024

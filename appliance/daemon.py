@@ -92,7 +92,7 @@ class Daemon:
         self._on_stop("sessions", sessions.shutdown)
         inference = InferenceService.from_config(config.inference)
         pipeline = IdPhotoPipeline(inference, config)
-        studio = Studio(sessions=sessions, pipeline=pipeline, audit=audit)
+        studio = Studio(sessions=sessions, pipeline=pipeline, audit=audit, imaging=config.imaging)
         self.parts.update(
             config=config, sessions=sessions, audit=audit, inference=inference, studio=studio
         )

@@ -25,10 +25,13 @@ nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+import os
 import platform
 import threading
 import time
+from pathlib import Path
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -124,3 +127,43 @@ class IdleTrimmer:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
+
+
+@functools.cache
+def memory_limit_bytes() -> int:
+    """What this process may use: its cgroup's memory limit (systemd's MemoryMax=, a
+    container's limit) when there is one, else the machine's RAM. Read once."""
+    limits = [_physical_memory()]
+    limits += [value for value in (_cgroup_limit(),) if value is not None]
+    return min(limits)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 1 << 30  # unknown: plan for the smallest supported board
+
+
+def _cgroup_limit() -> int | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if controllers == "":  # cgroup v2
+            candidates.append(Path("/sys/fs/cgroup", relative, "memory.max"))
+        elif "memory" in controllers.split(","):  # cgroup v1
+            candidates.append(Path("/sys/fs/cgroup/memory", relative, "memory.limit_in_bytes"))
+    found = []
+    for candidate in candidates:
+        try:
+            text = candidate.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found.append(int(text))  # "max" (v2) means no limit; v1 says a huge number
+    return min(found) if found else None

@@ -1,0 +1,158 @@
+"""Decoding under a memory budget: costed from the header, refused before allocating, and a
+64 MP photo decoded for the models without ever holding 64 MP (issue 15, failure 5)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from appliance.errors import ImageTooLargeError
+from appliance.imaging.budget import decode_cost, header_of, jpeg_draft_scale
+from appliance.imaging.decode import check_decodable, decode, probe
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1_000_000
+MAX_PIXELS = 64_000_000
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@functools.cache
+def solid_png(width: int, height: int, *, rows: int | None = None) -> bytes:
+    """A one-colour RGB PNG made row by row (tiny: ~200 KB for 8000 x 8000), without ever
+    holding its pixels: the decompression bomb of the issue. ``rows`` < height truncates."""
+    packer = zlib.compressobj(6)
+    row = b"\x00" + b"\x80" * (3 * width)  # filter 0, mid grey
+    idat = b"".join(packer.compress(row) for _ in range(height if rows is None else rows))
+    idat += packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", idat)
+        + _chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def big_jpegs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """8000 x 8000 JPEGs, baseline and progressive (made once; ~40 s of the suite's time is
+    not worth it, so they are flat grey with a gradient: small and quick to encode)."""
+    folder = tmp_path_factory.mktemp("big-jpegs")
+    gradient = Image.linear_gradient("L").resize((8000, 8000)).convert("RGB")
+    paths = {}
+    for name, options in (("baseline", {}), ("progressive", {"progressive": True})):
+        path = folder / f"{name}.jpg"
+        gradient.save(path, "JPEG", quality=80, **options)
+        paths[name] = path
+    gradient.close()
+    return paths
+
+
+def test_header_costs_match_what_each_format_needs(big_jpegs: dict[str, Path]) -> None:
+    png = probe(solid_png(8000, 8000), max_pixels=MAX_PIXELS)
+    assert (png.format, png.mode, png.size) == ("PNG", "RGB", (8000, 8000))
+    # Decoded in full at 4 bytes a pixel, whatever size is asked for.
+    assert decode_cost(png, 1024, at_least=False) >= 256 * MB
+    baseline = header_of(Image.open(big_jpegs["baseline"]))
+    progressive = header_of(Image.open(big_jpegs["progressive"]))
+    assert not baseline.progressive and progressive.progressive
+    assert baseline.samples_per_px == pytest.approx(1.5)  # 4:2:0
+    assert jpeg_draft_scale((8000, 8000), (512, 512)) == 8
+    assert decode_cost(baseline, 1024, at_least=False) < 20 * MB  # DCT-scaled to 1000 px
+    # Progressive: libjpeg buffers every coefficient (2 bytes a sample) at full resolution.
+    assert decode_cost(progressive, 1024, at_least=False) > 190 * MB
+
+
+def test_bombs_are_refused_from_the_header_with_a_clear_message(
+    big_jpegs: dict[str, Path],
+) -> None:
+    with pytest.raises(ImageTooLargeError) as caught:
+        check_decodable(solid_png(8000, 8000), max_pixels=MAX_PIXELS, max_bytes=96 * MB,
+                        max_side=1024)  # fmt: skip
+    message = str(caught.value)
+    assert "PNG of 8000x8000 (64 MP)" in message and "decode budget of 96 MB" in message
+    assert "send it as a JPEG" in message
+    with pytest.raises(ImageTooLargeError, match="progressive JPEG"):
+        check_decodable(big_jpegs["progressive"].read_bytes(), max_pixels=MAX_PIXELS,
+                        max_bytes=96 * MB, max_side=1024)  # fmt: skip
+    with pytest.raises(ImageTooLargeError, match="over the limit of 64 MP"):
+        check_decodable(solid_png(100_000, 100_000, rows=1), max_pixels=MAX_PIXELS,
+                        max_bytes=96 * MB, max_side=1024)  # fmt: skip
+    # A baseline 64 MP JPEG fits (DCT scaling), and so does a 12 MP PNG.
+    check_decodable(big_jpegs["baseline"].read_bytes(), max_pixels=MAX_PIXELS,
+                    max_bytes=96 * MB, max_side=1024)  # fmt: skip
+    check_decodable(solid_png(4000, 3000), max_pixels=MAX_PIXELS, max_bytes=96 * MB,
+                    max_side=1024)  # fmt: skip
+
+
+def test_a_jpeg_asked_for_more_than_the_budget_comes_out_smaller(
+    big_jpegs: dict[str, Path],
+) -> None:
+    data = big_jpegs["baseline"].read_bytes()
+    kept = decode(data, max_pixels=MAX_PIXELS, max_side=8000, max_bytes=96 * MB)
+    assert kept.full_size == (8000, 8000)
+    height, width = kept.pixels.shape[:2]
+    assert width * height * 11 <= 96 * MB and width == height and kept.scale < 0.5
+
+
+def test_a_png_is_reduced_before_it_is_converted_or_copied() -> None:
+    # 4000 x 3000 RGBA with an alpha edge: reduced, composited on white, exactly 1024 wide.
+    image = Image.new("RGBA", (4000, 3000), (200, 10, 10, 255))
+    image.paste((0, 0, 0, 0), (0, 0, 2000, 3000))
+    stream = io.BytesIO()
+    image.save(stream, "PNG")
+    decoded = decode(stream.getvalue(), max_pixels=MAX_PIXELS, max_side=1024, max_bytes=96 * MB)
+    assert decoded.pixels.shape == (768, 1024, 3) and decoded.full_size == (4000, 3000)
+    assert tuple(decoded.pixels[10, 10]) == (255, 255, 255)
+    assert tuple(decoded.pixels[10, 1000]) == (200, 10, 10)
+
+
+_MEASURE = """
+import json, resource, sys
+from pathlib import Path
+from appliance.errors import ImageTooLargeError
+from appliance.imaging.decode import check_decodable, decode
+data = Path(sys.argv[1]).read_bytes()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outcome = "decoded"
+try:
+    check_decodable(data, max_pixels=64_000_000, max_bytes=96_000_000, max_side=1024)
+    image = decode(data, max_pixels=64_000_000, max_side=1024, at_least=False,
+                   max_bytes=96_000_000)
+except ImageTooLargeError:
+    outcome = "refused"
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"outcome": outcome, "grew_mb": (after - before) / 1024}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcome"),
+    [("png-64mp", "refused"), ("baseline", "decoded"), ("progressive", "refused")],
+)
+def test_64_mp_worst_cases_stay_small_in_a_fresh_process(
+    kind: str, outcome: str, big_jpegs: dict[str, Path], tmp_path: Path
+) -> None:
+    # The issue's case: a 202 KB PNG of 8000 x 8000 made the daemon peak at 765 MB.
+    path = big_jpegs.get(kind) or tmp_path / "bomb.png"
+    if kind == "png-64mp":
+        path.write_bytes(solid_png(8000, 8000))
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path)],
+        capture_output=True, text=True, timeout=120, check=True, cwd=ROOT,
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    assert result["outcome"] == outcome
+    assert result["grew_mb"] < 60, result  # the budget is 96 MB; none comes near it
