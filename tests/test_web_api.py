@@ -360,3 +360,20 @@ def test_full_workspace_refuses_new_sessions_and_wipes_no_one(
         assert [e for e in harness.audit_events() if e["event"] == "session.wiped"] == []
     finally:
         close_harness(harness)
+
+
+def test_a_decompression_bomb_is_refused_at_upload_before_it_is_stored(web: Harness) -> None:
+    from test_decode_budget import solid_png
+
+    headers = web.bearer()
+    session_id = _start(web, headers)
+    bomb = solid_png(8000, 8000)  # ~200 KB that would decode to 64 MP (256 MB in Pillow)
+    response = web.client.post(
+        f"{API}/{session_id}/photos", data=bomb, content_type="image/png", headers=headers
+    )
+    assert response.status_code == 413, response.get_json()
+    assert response.get_json()["error"] == "image_too_large"
+    assert "8000x8000" in response.get_json()["message"]
+    assert web.services.sessions.workspace.usage() == 0  # never stored
+    state = web.client.get(f"{API}/{session_id}", headers=headers).get_json()
+    assert state["photos"] == [] and state["state"] == "capturing"  # and nobody was wiped
