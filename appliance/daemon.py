@@ -57,13 +57,17 @@ class Daemon:
     def start(self) -> None:
         from appliance.idphoto.pipeline import IdPhotoPipeline
         from appliance.inference.service import InferenceService
-        from appliance.memory import IdleTrimmer, release_free_memory
+        from appliance.memory import IdleTrimmer, release_free_memory, scrub_freed_memory
         from appliance.session import AuditLog, RetentionPolicy, SessionManager, Workspace
         from appliance.session.hardening import disable_core_dumps
         from appliance.studio import Studio
 
         config = self.config
         disable_core_dumps()
+        # Freed memory is overwritten as it is freed, so a wipe leaves no plaintext copy in
+        # this process (appliance/memory.py); a platform without glibc logs that it cannot.
+        if not scrub_freed_memory():
+            logger.warning("memory: freed buffers cannot be scrubbed here (not glibc)")
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Takes the root's lock first: a second daemon on this root stops here, before the
         # sweep below could delete the first one's live sessions.
@@ -86,6 +90,11 @@ class Daemon:
                 download_window_s=config.session.download_window_s,
             ),
         )
+        # After every wipe, hand the freed (and scrubbed) pages back to the kernel at once.
+        def give_back_memory(session: object) -> None:
+            release_free_memory()
+
+        sessions.add_wipe_hook(give_back_memory)
         swept = sessions.sweep_leftovers()
         if swept:
             logger.warning("startup: wiped %d session(s) a previous run left behind", swept)

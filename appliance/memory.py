@@ -36,7 +36,10 @@ from pathlib import Path
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_PERTURB = -6
 _M_ARENA_MAX = -8
+# What freed memory is overwritten with (any byte but 0, which turns the feature off).
+SCRUB_BYTE = 0xA5
 # The largest mmap threshold glibc accepts on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX):
 # a 12 MP RGB frame (36 MB) still gets its own mapping and goes back to the kernel when freed.
 MMAP_THRESHOLD = 32 << 20
@@ -75,6 +78,28 @@ def keep_freed_buffers() -> bool:
                     and mallopt(_M_ARENA_MAX, 1)
                 )
         return _done
+
+
+def scrub_freed_memory() -> bool:
+    """Have glibc overwrite every heap block as it is freed (mallopt M_PERTURB); True if set.
+
+    Python's ``bytes``, Werkzeug's request body, cryptography's plaintext, Pillow's and
+    OpenCV's buffers are freed without being cleared, and glibc keeps freed blocks in the
+    heap with their contents: right after a wipe every sampled block of a session's photos
+    was still there (16-64 copies each). With this, a block's contents go the moment it is
+    freed, whoever made the copy. What it does not reach: blocks of at most 1 KB that glibc
+    caches per thread (tcache) and Python's own small-object pools (at most 512 bytes),
+    neither of which holds image data; blocks still referenced (a keep-alive connection's
+    8 KB read buffer, until the connection closes); and buffers over the mmap threshold,
+    which go back to the kernel when freed and are gone from the process anyway. Cost:
+    each malloc and free also writes the block once (see benchmarks/RESULTS.md).
+    """
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_PERTURB, SCRUB_BYTE))
 
 
 def release_free_memory() -> bool:

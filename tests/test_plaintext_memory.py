@@ -1,0 +1,148 @@
+"""After a wipe, no plaintext of the session is left in the daemon's memory (issue 15, #6).
+
+A real daemon takes an upload, makes an ID photo and serves its file, preview and print sheet
+over TLS; the session is wiped; then the test reads the daemon's whole memory through
+/proc/PID/mem (every mapping with resident pages, as root or as the same user with ptrace
+rights) and looks for sampled blocks of the upload and of each output. Freed heap memory is
+what used to keep them (16-64 copies each right after a wipe): freed buffers are now
+overwritten by the allocator as they are freed, and the wipe hands free pages back.
+
+The samples come from the entropy-coded part of each JPEG: its first bytes (markers, the
+standard quantisation and Huffman tables) are the same in every JPEG the encoder writes, and
+would be found in libjpeg's own tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import ssl
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_daemon import Running, camera_folder, start, stop, until  # noqa: F401 - fixture
+
+from appliance.config import default_models_dir
+
+SAMPLES_PER_BLOB = 24
+BLOCK = 32
+_MAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
+
+
+def _request(daemon: Running, method: str, path: str, body: bytes, kind: str) -> bytes:
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{daemon.port}{path}",
+        data=body or None,
+        method=method,
+        headers={"Authorization": f"Bearer {daemon.token}", "Content-Type": kind},
+    )
+    context = ssl.create_default_context(cafile=str(daemon.state / "tls" / "ca.crt"))
+    context.check_hostname = False
+    with urllib.request.urlopen(request, context=context, timeout=120) as response:
+        return bytes(response.read())
+
+
+def _entropy_start(jpeg: bytes) -> int:
+    """Offset of the first scan's data (after SOS and its header)."""
+    sos = jpeg.find(b"\xff\xda")
+    assert sos > 0, "not a JPEG with a scan"
+    return sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big")
+
+
+def samples(name: str, jpeg: bytes, rng: random.Random) -> list[tuple[str, bytes]]:
+    start, end = _entropy_start(jpeg), len(jpeg) - 2 - BLOCK
+    assert end - start > 64 * BLOCK, f"{name} is too small to sample"
+    offsets = sorted(rng.randrange(start, end) for _ in range(SAMPLES_PER_BLOB))
+    return [(f"{name}@{offset}", jpeg[offset : offset + BLOCK]) for offset in offsets]
+
+
+def resident_regions(pid: int) -> list[tuple[int, int, str]]:
+    """Readable mappings that hold pages (smaps Rss > 0), except the kernel's own."""
+    regions: list[tuple[int, int, str]] = []
+    current: tuple[int, int, str] | None = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        match = _MAPS.match(line)
+        if match:
+            start, end, perms, name = match.groups()
+            readable = perms.startswith("r") and name not in ("[vvar]", "[vsyscall]", "[vdso]")
+            current = (int(start, 16), int(end, 16), name) if readable else None
+        elif line.startswith("Rss:") and current is not None and int(line.split()[1]) > 0:
+            regions.append(current)
+    return regions
+
+
+def find_in_memory(pid: int, wanted: list[tuple[str, bytes]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    with open(f"/proc/{pid}/mem", "rb", buffering=0) as memory:
+        for start, end, name in resident_regions(pid):
+            try:
+                memory.seek(start)
+                data = memory.read(end - start)
+            except OSError:
+                continue  # a guard page or a mapping that went away meanwhile
+            for label, block in wanted:
+                if block in data:
+                    found.setdefault(label, []).append(name or f"anon@{start:x}")
+    return found
+
+
+def _product_files(daemon: Running, session: str, product: str) -> dict[str, bytes]:
+    base = f"/api/v1/sessions/{session}/products/{product}"
+    return {
+        v: _request(daemon, "GET", f"{base}/{v}", b"", "") for v in ("digital", "preview", "sheet")
+    }
+
+
+@pytest.mark.skipif(not os.access("/proc/self/mem", os.R_OK), reason="no /proc/PID/mem")
+def test_no_plaintext_left_in_the_daemons_memory_after_a_wipe(
+    tmp_path: Path,
+    camera_folder: Path,  # noqa: F811 - the fixture imported above
+    sample_dir: Path,
+) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "upload.jpg"
+    Image.open(sample_dir / "astronaut.png").convert("RGB").resize((1536, 1536)).save(
+        photo, "JPEG", quality=92
+    )
+    upload = photo.read_bytes()
+    photo.unlink()
+    daemon = start(tmp_path, camera_folder, '[printer]\nbackend = "fake"')
+    try:
+        session = daemon.call("POST", "/api/v1/sessions")["id"]
+        daemon.call("POST", f"/api/v1/sessions/{session}/consent")
+        answer = _request(
+            daemon, "POST", f"/api/v1/sessions/{session}/photos", upload, "image/jpeg"
+        )
+        photo_id = json.loads(answer)["photo_id"]
+        product = daemon.call(
+            "POST", f"/api/v1/sessions/{session}/photos/{photo_id}/products", {"sheet": "4x6"}
+        )["product_id"]
+        outputs = _product_files(daemon, session, product)
+        rng = random.Random(15)
+        wanted = samples("upload", upload, rng)
+        for name, data in outputs.items():
+            wanted += samples(name, data, rng)
+        # Control: blocks of the face detector's model file, which the daemon holds for good,
+        # must be found, or the scan proves nothing.
+        model = default_models_dir() / "face_landmark.tflite"
+        data = model.read_bytes()
+        control = [
+            (f"model@{o}", data[o : o + BLOCK])
+            for o in range(4096, len(data) - BLOCK, len(data) // 5)
+        ][:4]
+        daemon.call("POST", f"/api/v1/sessions/{session}/finish", {"wipe": True})
+        until(lambda: not list(daemon.workspace.glob(f"{session}*")), what="the wipe")
+        found = find_in_memory(daemon.process.pid, wanted + control)
+        assert {label for label, _ in control} <= set(found), "the scan does not see the heap"
+        leaked = {
+            label: where[:3] for label, where in sorted(found.items()) if "model" not in label
+        }
+        assert leaked == {}, f"{len(leaked)} of {len(wanted)} sampled blocks survived: {leaked}"
+    finally:
+        assert stop(daemon) == 0
+        shutil.rmtree(daemon.workspace, ignore_errors=True)
