@@ -90,16 +90,19 @@ class Daemon:
                 download_window_s=config.session.download_window_s,
             ),
         )
-        # After every wipe, hand the freed (and scrubbed) pages back to the kernel at once.
-        def give_back_memory(session: object) -> None:
-            release_free_memory()
-
-        sessions.add_wipe_hook(give_back_memory)
         swept = sessions.sweep_leftovers()
         if swept:
             logger.warning("startup: wiped %d session(s) a previous run left behind", swept)
         self._on_stop("sessions", sessions.shutdown)
         inference = InferenceService.from_config(config.inference)
+
+        def forget_photos(session: object) -> None:
+            # The models' arenas are never freed, so overwrite them; then hand the freed
+            # (already scrubbed) heap pages back to the kernel at once.
+            inference.forget()
+            release_free_memory()
+
+        sessions.add_wipe_hook(forget_photos)
         pipeline = IdPhotoPipeline(inference, config)
         studio = Studio(sessions=sessions, pipeline=pipeline, audit=audit, imaging=config.imaging)
         self.parts.update(
