@@ -14,13 +14,13 @@ would be found in libjpeg's own tables.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
 import re
 import shutil
 import ssl
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,17 +33,26 @@ BLOCK = 32
 _MAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
 
 
-def _request(daemon: Running, method: str, path: str, body: bytes, kind: str) -> bytes:
-    request = urllib.request.Request(
-        f"https://127.0.0.1:{daemon.port}{path}",
-        data=body or None,
-        method=method,
-        headers={"Authorization": f"Bearer {daemon.token}", "Content-Type": kind},
-    )
-    context = ssl.create_default_context(cafile=str(daemon.state / "tls" / "ca.crt"))
-    context.check_hostname = False
-    with urllib.request.urlopen(request, context=context, timeout=120) as response:
-        return bytes(response.read())
+class KeepAlive:
+    """One keep-alive TLS connection, as a tablet's browser keeps it: left open during the
+    scan, so its server-side buffers are still alive when the memory is read."""
+
+    def __init__(self, daemon: Running) -> None:
+        context = ssl.create_default_context(cafile=str(daemon.state / "tls" / "ca.crt"))
+        context.check_hostname = False  # the certificate names this machine, not 127.0.0.1
+        self.connection = http.client.HTTPSConnection(
+            "127.0.0.1", daemon.port, context=context, timeout=120
+        )
+        self.token = daemon.token
+
+    def send(self, method: str, path: str, body: bytes = b"", kind: str = "") -> bytes:
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": kind or "text/plain"}
+        self.connection.request(method, path, body=body or None, headers=headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        assert response.status < 300, (response.status, data[:300])
+        assert not response.will_close, "the server closed the keep-alive connection"
+        return data
 
 
 def _entropy_start(jpeg: bytes) -> int:
@@ -90,11 +99,9 @@ def find_in_memory(pid: int, wanted: list[tuple[str, bytes]]) -> dict[str, list[
     return found
 
 
-def _product_files(daemon: Running, session: str, product: str) -> dict[str, bytes]:
+def _product_files(client: KeepAlive, session: str, product: str) -> dict[str, bytes]:
     base = f"/api/v1/sessions/{session}/products/{product}"
-    return {
-        v: _request(daemon, "GET", f"{base}/{v}", b"", "") for v in ("digital", "preview", "sheet")
-    }
+    return {v: client.send("GET", f"{base}/{v}") for v in ("digital", "preview", "sheet")}
 
 
 @pytest.mark.skipif(not os.access("/proc/self/mem", os.R_OK), reason="no /proc/PID/mem")
@@ -115,14 +122,13 @@ def test_no_plaintext_left_in_the_daemons_memory_after_a_wipe(
     try:
         session = daemon.call("POST", "/api/v1/sessions")["id"]
         daemon.call("POST", f"/api/v1/sessions/{session}/consent")
-        answer = _request(
-            daemon, "POST", f"/api/v1/sessions/{session}/photos", upload, "image/jpeg"
-        )
+        client = KeepAlive(daemon)
+        answer = client.send("POST", f"/api/v1/sessions/{session}/photos", upload, "image/jpeg")
         photo_id = json.loads(answer)["photo_id"]
         product = daemon.call(
             "POST", f"/api/v1/sessions/{session}/photos/{photo_id}/products", {"sheet": "4x6"}
         )["product_id"]
-        outputs = _product_files(daemon, session, product)
+        outputs = _product_files(client, session, product)
         rng = random.Random(15)
         wanted = samples("upload", upload, rng)
         for name, data in outputs.items():
@@ -143,6 +149,7 @@ def test_no_plaintext_left_in_the_daemons_memory_after_a_wipe(
             label: where[:3] for label, where in sorted(found.items()) if "model" not in label
         }
         assert leaked == {}, f"{len(leaked)} of {len(wanted)} sampled blocks survived: {leaked}"
+        client.connection.close()
     finally:
         assert stop(daemon) == 0
         shutil.rmtree(daemon.workspace, ignore_errors=True)
