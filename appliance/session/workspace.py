@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import secrets
@@ -44,6 +45,7 @@ BLOB_OVERHEAD = NONCE_BYTES + TAG_BYTES
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _WRITE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+logger = logging.getLogger(__name__)
 
 
 class WorkspaceError(ApplianceError, OSError):
@@ -130,6 +132,24 @@ class Workspace:
         self._committed_bytes = 0
         self._prepare_root()
         self._root_lock = RootLock(self.root)
+        self._fit_filesystem()
+
+    def _fit_filesystem(self) -> None:
+        """A budget larger than the tmpfs would promise reserves the RAM disk cannot hold (a
+        1 GB Pi's 25 % tmpfs is 256 MB): the budgets shrink to the filesystem's size."""
+        info = os.statvfs(self.root)
+        size = info.f_blocks * info.f_frsize
+        if 0 < size < self.max_bytes:
+            logger.warning(
+                "workspace: its tmpfs holds %s, less than session.workspace_max_bytes (%s): "
+                "using %s",
+                _mib(size),
+                _mib(self.max_bytes),
+                _mib(size),
+            )
+            self.max_bytes = size
+            self.session_max_bytes = min(self.session_max_bytes, size)
+            self.session_reserve_bytes = min(self.session_reserve_bytes, size)
 
     def close(self) -> None:
         """Release the root's lock (at daemon stop, after every session was wiped)."""
