@@ -12,6 +12,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -156,3 +157,47 @@ def test_64_mp_worst_cases_stay_small_in_a_fresh_process(
     result = json.loads(done.stdout)
     assert result["outcome"] == outcome
     assert result["grew_mb"] < 60, result  # the budget is 96 MB; none comes near it
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("RGB", {"quality": 85}), ("RGB", {"lossless": True}), ("RGBA", {"lossless": True})],
+)
+def test_webp_header_by_hand_and_pixels_as_pillow_decodes_them(
+    mode: str, options: dict[str, object], sample_dir: Path
+) -> None:
+    # VP8 (lossy), VP8L (lossless) and VP8X (with EXIF, and alpha): each header read by hand.
+    image = Image.open(sample_dir / "astronaut.png").convert(mode).resize((300, 200))
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").resize((300, 200)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90 degrees clockwise
+    for with_exif in (False, True):
+        stream = io.BytesIO()
+        image.save(stream, "WEBP", **({"exif": exif.tobytes()} if with_exif else {}), **options)
+        data = stream.getvalue()
+        header = probe(data, max_pixels=MAX_PIXELS)
+        assert (header.format, header.mode, header.size) == ("WEBP", mode, (300, 200))
+        decoded = decode(data, max_pixels=MAX_PIXELS, max_bytes=96 * MB)
+        reference = Image.open(io.BytesIO(data))
+        if mode == "RGBA":  # transparent areas become white
+            canvas = Image.new("RGB", reference.size, (255, 255, 255))
+            canvas.paste(reference, mask=reference.getchannel("A"))
+            reference = canvas
+        expected = np.asarray(reference.convert("RGB"))
+        if with_exif:
+            expected = np.rot90(expected, -1)
+        assert decoded.full_size == ((200, 300) if with_exif else (300, 200))
+        assert np.abs(decoded.pixels.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_webp_bombs_are_refused_from_the_header() -> None:
+    # A lossless header claiming 16384 x 16384 (268 MP) with nothing behind it.
+    bits = (16383) | (16383 << 14)
+    body = b"\x2f" + bits.to_bytes(4, "little") + b"\x00" * 8
+    data = b"RIFF" + struct.pack("<I", 4 + 8 + len(body)) + b"WEBP"
+    data += b"VP8L" + struct.pack("<I", len(body)) + body
+    with pytest.raises(ImageTooLargeError, match="16384x16384"):
+        check_decodable(data, max_pixels=MAX_PIXELS, max_bytes=96 * MB, max_side=1024)
+    with pytest.raises(ImageTooLargeError, match="WEBP of 16384x16384"):
+        check_decodable(data, max_pixels=400_000_000, max_bytes=96 * MB, max_side=1024)

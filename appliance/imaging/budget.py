@@ -92,8 +92,10 @@ def decode_cost(
     buffers alive together (decode.py frees each one as soon as the next exists)."""
     (width, height), reduced = decoded_size(header, max_side, at_least)
     decoded_px = width * height
-    if header.format == "WEBP":  # OpenCV: one array (3 or 4 bytes a pixel), then ours
-        return decoded_px * (len(header.mode) + 3)
+    if header.format == "WEBP":
+        # OpenCV (webp.py): libwebp's output and OpenCV's array (measured 6 bytes a pixel in
+        # all for RGB); with alpha, two 4-byte copies and our RGB array.
+        return decoded_px * (11 if "A" in header.mode else 6)
     decoded = decoded_px * _stored_bytes_per_px(header.mode)
     kept_px = decoded_px  # what survives Image.reduce (a whole factor, at least the limit)
     limit = None if max_side is None else max_side * (1 if shrink else 2)

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from appliance.errors import ImageError, ImageTooLargeError
+from appliance.imaging import webp
 from appliance.imaging.budget import (
     REDUCIBLE,
     ImageHeader,
@@ -121,8 +122,22 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _webp_header(data: bytes, max_pixels: int) -> tuple[ImageHeader, int]:
+    found = webp.read_header(data)
+    width, height = found.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (imaging.max_pixels): send a smaller photo"
+        )
+    mode = "RGBA" if found.alpha else "RGB"
+    return ImageHeader("WEBP", mode, found.size, samples_per_px=len(mode)), found.orientation
+
+
 def probe(data: bytes, *, max_pixels: int) -> ImageHeader:
     """Read only the header: the format, mode and size (refuses non-images and bombs)."""
+    if webp.is_webp(data):
+        return _webp_header(data, max_pixels)[0]
     image = _open(data, max_pixels)
     try:
         return header_of(image)
@@ -158,6 +173,8 @@ def decode(
     only the region it needs. With `max_bytes`, a decode over that budget is refused
     (ImageTooLargeError) and a JPEG may come out smaller than asked: read `scale`.
     """
+    if webp.is_webp(data):
+        return _decode_webp(data, max_pixels, max_side, shrink, max_bytes)
     image = _open(data, max_pixels)
     if max_bytes is not None:
         header = header_of(image)
@@ -170,14 +187,6 @@ def decode(
     orientation = _orientation(image)
     stored_w, stored_h = image.size
     full_size = (stored_h, stored_w) if orientation in _SWAPS_AXES else (stored_w, stored_h)
-    if image.format == "WEBP":
-        # Pillow's WebP path holds three full-size RGBA copies (libwebp's canvas, the bytes it
-        # returns, the image); OpenCV decodes straight into one array.
-        image.close()
-        pixels = _decode_webp(data)
-        if max_side is not None and max(pixels.shape[:2]) > max_side * (1 if shrink else 2):
-            pixels = _shrink(pixels, max_side)
-        return DecodedImage(_upright(pixels, orientation), full_size, "WEBP")
     try:
         if max_side is not None and image.format == "JPEG":
             ratio = max_side / max(stored_w, stored_h) / (1.0 if at_least else 2.0)
@@ -208,24 +217,23 @@ def decode(
 _STRIP_ROWS = 256
 
 
-def _decode_webp(data: bytes) -> np.ndarray:
-    import cv2
-
-    flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION  # orientation: _upright
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if decoded is None or decoded.ndim != 3:
-        raise ImageError("the WebP image data is truncated or corrupt: send it again")
-    if decoded.shape[2] == 3:
-        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB, dst=decoded)
-    # With alpha: transparent areas become white (as in _to_rgb), a strip at a time.
-    height, width = decoded.shape[:2]
-    pixels = np.empty((height, width, 3), np.uint8)
-    for top in range(0, height, _STRIP_ROWS):
-        strip = decoded[top : top + _STRIP_ROWS]
-        alpha = strip[..., 3:4].astype(np.float32) / 255.0
-        colour = strip[..., 2::-1].astype(np.float32)
-        pixels[top : top + _STRIP_ROWS] = np.rint(colour * alpha + 255.0 * (1.0 - alpha))
-    return pixels
+def _decode_webp(
+    data: bytes, max_pixels: int, max_side: int | None, shrink: bool, max_bytes: int | None
+) -> DecodedImage:
+    """WebP through webp.py (Pillow's WebP decoder holds four full-size copies)."""
+    header, orientation = _webp_header(data, max_pixels)
+    if max_bytes is not None:
+        cost = decode_cost(header, max_side, shrink=shrink)
+        if cost > max_bytes:
+            raise ImageTooLargeError(too_large_message(header, cost, max_bytes))
+    width, height = header.size
+    full_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    pixels = webp.decode_pixels(data)
+    if pixels.shape[:2] != (height, width):
+        raise ImageError("the WebP image data does not match its header: send it again")
+    if max_side is not None and max(pixels.shape[:2]) > max_side * (1 if shrink else 2):
+        pixels = _shrink(pixels, max_side)
+    return DecodedImage(_upright(pixels, orientation), full_size, "WEBP")
 
 
 def _to_array(image: Image.Image) -> np.ndarray:
