@@ -100,6 +100,8 @@ def decode_cost(
     kept_px = decoded_px  # what survives Image.reduce (a whole factor, at least the limit)
     limit = None if max_side is None else max_side * (1 if shrink else 2)
     phase_decode = decoded
+    if header.format in ("HEIF", "AVIF"):
+        phase_decode += decoded_px * 3  # pillow-heif's own decoded buffer (not measured here)
     if header.format == "JPEG" and header.progressive:
         phase_decode += math.ceil(header.pixels * header.samples_per_px * 2)  # coefficients
     if not reduced and limit is not None and max(width, height) // limit >= 2:
