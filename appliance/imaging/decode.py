@@ -236,10 +236,16 @@ def _decode_webp(
     return DecodedImage(_upright(pixels, orientation), full_size, "WEBP")
 
 
+_WHOLE_COPY_PIXELS = 4_000_000
+
+
 def _to_array(image: Image.Image) -> np.ndarray:
-    """The RGB pixels as a NumPy array of our own, copied strip by strip: Pillow's array
-    interface would first make a full-size immutable ``bytes`` copy (and its chunks)."""
+    """The RGB pixels as a NumPy array. Pillow's array interface first makes a full-size
+    ``bytes`` copy (and its chunks): fine up to a few megapixels, where it is the fastest way;
+    a larger image is copied strip by strip instead, so that copy never exists."""
     width, height = image.size
+    if width * height <= _WHOLE_COPY_PIXELS:
+        return np.asarray(image)
     pixels = np.empty((height, width, 3), np.uint8)
     for top in range(0, height, _STRIP_ROWS):
         bottom = min(height, top + _STRIP_ROWS)
