@@ -83,16 +83,20 @@ def keep_freed_buffers() -> bool:
 def scrub_freed_memory() -> bool:
     """Have glibc overwrite every heap block as it is freed (mallopt M_PERTURB); True if set.
 
-    Python's ``bytes``, Werkzeug's request body, cryptography's plaintext, Pillow's and
-    OpenCV's buffers are freed without being cleared, and glibc keeps freed blocks in the
-    heap with their contents: right after a wipe every sampled block of a session's photos
-    was still there (16-64 copies each). With this, a block's contents go the moment it is
-    freed, whoever made the copy. What it does not reach: blocks of at most 1 KB that glibc
-    caches per thread (tcache) and Python's own small-object pools (at most 512 bytes),
-    neither of which holds image data; blocks still referenced (a keep-alive connection's
-    8 KB read buffer, until the connection closes); and buffers over the mmap threshold,
-    which go back to the kernel when freed and are gone from the process anyway. Cost:
-    each malloc and free also writes the block once (see benchmarks/RESULTS.md).
+    Python's ``bytes``, Werkzeug's request body, cryptography's decrypted plaintext, Pillow's,
+    NumPy's and OpenCV's buffers and OpenSSL's record buffers are all freed without being
+    cleared, and glibc keeps freed blocks in the heap with their contents: right after a wipe
+    most sampled blocks of a session's photos were still there (16-64 copies each). With this,
+    a block's contents go the moment it is freed, whoever made the copy, so there is no need to
+    chase every copy through the request path. What it does not reach, and how long that lives:
+    blocks of at most 1 KB that glibc caches per thread (tcache) and Python's small-object
+    pools (at most 512 bytes) keep their bytes until reused: small pieces only, such as the
+    JPEG marker segments Pillow reads one by one or a short last read of a request body; the
+    interpreters' tensor arenas are never freed (the wipe overwrites them, see
+    InferenceService.forget); blocks still referenced live as long as their owner (a keep-alive
+    connection's buffers, until reused or closed; the scan test keeps one open and finds
+    nothing). Blocks over the mmap threshold go back to the kernel when freed.
+    Cost: each malloc and free also writes the block once (benchmarks/RESULTS.md: 2-7 %).
     """
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None:

@@ -27,6 +27,11 @@ _TWO_BYTES = {"I;16", "I;16L", "I;16B", "I;16N"}
 REDUCIBLE = {"L", "LA", "RGB", "RGBA", "RGBX", "RGBa", "La", "I", "F", "CMYK", "YCbCr"}
 
 
+# Up to this many pixels the NumPy array is made through Pillow's array interface (fastest);
+# above it strip by strip, without a full-size bytes copy (decode._to_array).
+WHOLE_COPY_PIXELS = 4_000_000
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """What the header says: enough to cost a decode without decoding."""
@@ -111,9 +116,11 @@ def decode_cost(
             phase_decode += decoded_px * 4  # converted to RGB(A) before it can be reduced
         phase_decode += kept_px * 4
         decoded = kept_px * 4  # the full-size image is closed once reduced
-    # RGB conversion (with alpha: the RGBA copy and the white canvas), then our array.
+    # RGB conversion (with alpha: the RGBA copy and the white canvas), then our array (up to
+    # WHOLE_COPY_PIXELS through Pillow's tobytes: its chunks and their join, 6 bytes a pixel).
     converting = 0 if header.mode == "RGB" else 2 * kept_px * 4
-    phase_array = decoded + converting + kept_px * 3
+    array = kept_px * (6 if kept_px <= WHOLE_COPY_PIXELS else 3)
+    phase_array = decoded + converting + array
     # The Pillow image is gone; shrinking or turning upright adds one more array.
     phase_after = kept_px * 3 * 2
     return max(phase_decode, phase_array, phase_after)

@@ -24,6 +24,7 @@ from appliance.errors import ImageError, ImageTooLargeError
 from appliance.imaging import webp
 from appliance.imaging.budget import (
     REDUCIBLE,
+    WHOLE_COPY_PIXELS,
     ImageHeader,
     decode_cost,
     fit_max_side,
@@ -236,15 +237,12 @@ def _decode_webp(
     return DecodedImage(_upright(pixels, orientation), full_size, "WEBP")
 
 
-_WHOLE_COPY_PIXELS = 4_000_000
-
-
 def _to_array(image: Image.Image) -> np.ndarray:
     """The RGB pixels as a NumPy array. Pillow's array interface first makes a full-size
     ``bytes`` copy (and its chunks): fine up to a few megapixels, where it is the fastest way;
     a larger image is copied strip by strip instead, so that copy never exists."""
     width, height = image.size
-    if width * height <= _WHOLE_COPY_PIXELS:
+    if width * height <= WHOLE_COPY_PIXELS:
         return np.asarray(image)
     pixels = np.empty((height, width, 3), np.uint8)
     for top in range(0, height, _STRIP_ROWS):
@@ -276,9 +274,11 @@ def _reduce(image: Image.Image, limit: int) -> Image.Image:
     factor = max(image.size) // limit
     if factor < 2:
         return image
+    source = image
     if image.mode not in REDUCIBLE:
         alpha = "A" in image.getbands() or "transparency" in image.info
         image = image.convert("RGBA" if alpha else "RGB")
+        source.close()
     reduced = image.reduce(factor)
     image.close()  # the full-size pixels go now, not when the caller is done
     return reduced
