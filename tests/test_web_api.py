@@ -347,6 +347,9 @@ def test_full_workspace_refuses_new_sessions_and_wipes_no_one(
         assert response.get_json()["error"] == "workspace_admission"
         assert "no room for another customer session" in response.get_json()["message"]
         assert str(harness.workspace_root) not in response.get_json()["message"]
+        status = harness.client.get("/api/v1/status", headers=headers).get_json()["workspace"]
+        assert status["room_for_a_new_session"] is False
+        assert status["committed_bytes"] == 2 * MiB and status["session_reserve_bytes"] == MiB
         # Each open session can still use its reserve: an upload within it always fits.
         _upload(harness, other, _noise_png(300), headers)
         noise = _noise_png(600)  # over 1 MiB: past the reserve, into room the other was promised
