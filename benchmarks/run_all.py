@@ -7,7 +7,8 @@
 Runs, one after the other (never two at once, so none disturbs another's timing):
 bench_models.py (each model, float against int8, 1/2/4 threads), bench_process.py (the ID
 photo per stage, the limit, peak RSS), bench_peer.py (MediaPipe's own solutions on the shared
-portraits beside the appliance) and bench_daemon.py (cold start, RSS). Each writes its JSON into
+portraits beside the appliance), bench_daemon.py (cold start, RSS) and bench_memory.py (the
+daemon's peak memory per upload kind, decompression bombs included). Each writes its JSON into
 --out (default benchmarks/out/<UTC date and time>/); all.json there holds them together with
 the machine description. The figures in RESULTS.md come from such a run.
 """
@@ -30,6 +31,7 @@ SCRIPTS = {
     "process": "bench_process.py",
     "peer": "bench_peer.py",
     "daemon": "bench_daemon.py",
+    "memory": "bench_memory.py",
 }
 PACKAGES = ("ai-edge-litert", "numpy", "opencv-python-headless", "pillow", "appliance")
 
