@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -201,3 +202,24 @@ def test_webp_bombs_are_refused_from_the_header() -> None:
         check_decodable(data, max_pixels=MAX_PIXELS, max_bytes=96 * MB, max_side=1024)
     with pytest.raises(ImageTooLargeError, match="WEBP of 16384x16384"):
         check_decodable(data, max_pixels=400_000_000, max_bytes=96 * MB, max_side=1024)
+
+
+def test_the_budget_follows_the_memory_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from appliance import memory
+    from appliance.config import ImagingConfig
+
+    limit = memory.memory_limit_bytes()
+    assert 0 < limit <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert ImagingConfig().decode_budget_bytes == min(96 * MB, limit // 6)
+    # Under a 300 MB cgroup limit (MemoryMax=300M), a sixth of it: a 16 MP PNG (64 MB in
+    # Pillow) no longer fits.
+    monkeypatch.setattr(memory, "memory_limit_bytes", lambda: 300 * MB)
+    small = ImagingConfig().decode_budget_bytes
+    assert small == 50 * MB
+    png = solid_png(4000, 4000)
+    check_decodable(png, max_pixels=MAX_PIXELS, max_bytes=96 * MB, max_side=1024)
+    with pytest.raises(ImageTooLargeError, match="decode budget of 50 MB"):
+        check_decodable(png, max_pixels=MAX_PIXELS, max_bytes=small, max_side=1024)
+    assert ImagingConfig(decode_budget_mb=32).decode_budget_bytes == 32 * MB
