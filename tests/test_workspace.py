@@ -333,3 +333,12 @@ def test_budgets_shrink_to_a_smaller_tmpfs(tmp_path: Path) -> None:
     assert [int(n) for n in sizes.split()] == [8 << 20, 8 << 20, 3 << 20]
     assert verdict == "refused"
     assert "its tmpfs holds 8 MiB, less than session.workspace_max_bytes" in done.stderr
+
+
+def test_a_planted_lock_symlink_is_refused(shm_root: Path) -> None:
+    from appliance.session.rootlock import LOCK_NAME, WorkspaceLockError
+
+    shm_root.mkdir(mode=0o700)
+    (shm_root / LOCK_NAME).symlink_to("/etc/passwd")
+    with pytest.raises(WorkspaceLockError, match="cannot open the workspace lock"):
+        Workspace(shm_root, max_bytes=MiB)

@@ -26,7 +26,7 @@ from appliance.session.hardening import (
     workspace_fs_status,
 )
 from appliance.session.lifecycle import SessionManager, WipeHook
-from appliance.session.rootlock import WorkspaceInUseError
+from appliance.session.rootlock import WorkspaceInUseError, WorkspaceLockError
 from appliance.session.state import (
     LEGAL_TRANSITIONS,
     Download,
@@ -97,6 +97,7 @@ __all__ = [
     "WorkspaceError",
     "WorkspaceFullError",
     "WorkspaceInUseError",
+    "WorkspaceLockError",
     "WorkspaceNotInRamError",
     "core_dump_status",
     "disable_core_dumps",

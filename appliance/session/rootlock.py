@@ -21,7 +21,11 @@ LOCK_NAME = ".appliance.lock"
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class WorkspaceInUseError(ApplianceError, RuntimeError):
+class WorkspaceLockError(ApplianceError, OSError):
+    """The workspace root's lock file cannot be opened (planted symlink, foreign owner...)."""
+
+
+class WorkspaceInUseError(WorkspaceLockError):
     """Another running appliance daemon holds this workspace root."""
 
 
@@ -31,7 +35,13 @@ class RootLock:
     def __init__(self, root: Path) -> None:
         self.path = root / LOCK_NAME
         self._descriptor: int | None = None
-        descriptor = os.open(self.path, _FLAGS, 0o600)
+        try:
+            descriptor = os.open(self.path, _FLAGS, 0o600)
+        except OSError as error:  # O_NOFOLLOW: a symlink planted as the lock file is refused
+            raise WorkspaceLockError(
+                f"cannot open the workspace lock {self.path} ({error.strerror}): remove it, or "
+                "choose another session.workspace_dir"
+            ) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
