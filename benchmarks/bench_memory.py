@@ -9,13 +9,15 @@ workspace), so VmHWM, the kernel's record of its peak resident memory, is that u
 the script reads VmRSS and VmHWM at READY, uploads the photo through the API, asks for an ID
 photo if the upload was accepted, and reads VmHWM again. The photos are made here from a real
 portrait (../shared/data/portraits/hivision-test4.jpg when present, else the public-domain
-astronaut sample), enlarged where the kind says so, plus the decompression bombs of the issue
+astronaut sample), enlarged where the kind says so (HEIC only with the `heic` extra installed),
+plus the decompression bombs of the issue
 (a one-colour 8000 x 8000 PNG of about 200 KB, and a PNG whose header claims 100 000 x 100 000).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import math
@@ -53,6 +55,10 @@ def _portrait(megapixels: float) -> object:
 
 def _encoded(megapixels: float, fmt: str, **options: object) -> Callable[[], bytes]:
     def make() -> bytes:
+        if fmt == "HEIF":  # the optional `heic` extra (pillow-heif)
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
         stream = io.BytesIO()
         _portrait(megapixels).save(stream, fmt, **options)  # type: ignore[attr-defined]
         return stream.getvalue()
@@ -87,6 +93,7 @@ KINDS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "png-22mp": ("image/png", _encoded(22, "PNG")),  # about the largest PNG the budget takes
     "png-64mp-solid": ("image/png", lambda: solid_png(8000, 8000)),
     "webp-12mp": ("image/webp", _encoded(12, "WEBP", quality=90)),
+    "heic-12mp": ("image/heic", _encoded(12, "HEIF", quality=90)),
     "dimensions-bomb": ("image/png", lambda: solid_png(100_000, 100_000, rows=2)),
 }
 SMOKE = ("jpeg-12mp", "png-64mp-solid")
@@ -194,6 +201,9 @@ def main() -> int:
         unknown = sorted(set(names) - set(KINDS))
         if unknown:
             parser.error(f"unknown kind(s): {', '.join(unknown)}")
+    if "heic-12mp" in names and importlib.util.find_spec("pillow_heif") is None:
+        names.remove("heic-12mp")
+        print("heic-12mp: skipped, pillow-heif (the heic extra) is not installed", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as work:
         for name in names:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +225,28 @@ def test_the_budget_follows_the_memory_the_process_may_use(
     with pytest.raises(ImageTooLargeError, match="decode budget of 50 MB"):
         check_decodable(png, max_pixels=MAX_PIXELS, max_bytes=small, max_side=1024)
     assert ImagingConfig(decode_budget_mb=32).decode_budget_bytes == 32 * MB
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pillow_heif") is None, reason="the heic extra is not installed"
+)
+def test_heic_through_libheifs_own_buffer_upright_as_pillow_reads_it(sample_dir: Path) -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    image = Image.open(sample_dir / "astronaut.png").convert("RGB").resize((300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for extra in ({}, {"exif": exif.tobytes()}):
+        stream = io.BytesIO()
+        image.save(stream, "HEIF", quality=90, **extra)
+        data = stream.getvalue()
+        header = probe(data, max_pixels=MAX_PIXELS)
+        decoded = decode(data, max_pixels=MAX_PIXELS, max_side=1024, max_bytes=96 * MB)
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert header.format == decoded.format == "HEIF"
+        assert decoded.full_size == header.size == (expected.shape[1], expected.shape[0])
+        assert np.array_equal(decoded.pixels, expected)
+    # 12 MP: about 5 bytes a pixel, within the budget (a 64 MP one would not be).
+    assert decode_cost(replace(header, size=(4000, 3000)), 1024) < 96 * MB
+    assert decode_cost(replace(header, size=(8000, 8000)), 1024) > 96 * MB

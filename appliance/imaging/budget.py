@@ -101,11 +101,15 @@ def decode_cost(
         # OpenCV (webp.py): libwebp's output and OpenCV's array (measured 6 bytes a pixel in
         # all for RGB); with alpha, two 4-byte copies and our RGB array.
         return decoded_px * (11 if "A" in header.mode else 6)
+    if header.format == "HEIF":
+        # heif.py: libheif's RGB(A) buffer, read in place, plus its decoder's own planes
+        # (measured 4.6 bytes a pixel for RGB); with alpha, our RGB array too.
+        return decoded_px * (9 if "A" in header.mode else 5)
     decoded = decoded_px * _stored_bytes_per_px(header.mode)
     kept_px = decoded_px  # what survives Image.reduce (a whole factor, at least the limit)
     limit = None if max_side is None else max_side * (1 if shrink else 2)
     phase_decode = decoded
-    if header.format in ("HEIF", "AVIF"):
+    if header.format == "AVIF":
         phase_decode += decoded_px * 3  # pillow-heif's own decoded buffer (not measured here)
     if header.format == "JPEG" and header.progressive:
         phase_decode += math.ceil(header.pixels * header.samples_per_px * 2)  # coefficients

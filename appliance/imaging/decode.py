@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from appliance.errors import ImageError, ImageTooLargeError
-from appliance.imaging import webp
+from appliance.imaging import heif, webp
 from appliance.imaging.budget import (
     REDUCIBLE,
     WHOLE_COPY_PIXELS,
@@ -135,10 +135,34 @@ def _webp_header(data: bytes, max_pixels: int) -> tuple[ImageHeader, int]:
     return ImageHeader("WEBP", mode, found.size, samples_per_px=len(mode)), found.orientation
 
 
+def _heif_header(data: bytes, max_pixels: int) -> ImageHeader:
+    found = heif.read_header(data)
+    width, height = found.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (imaging.max_pixels): send a smaller photo"
+        )
+    mode = "RGBA" if found.alpha else "RGB"
+    return ImageHeader("HEIF", mode, found.size, samples_per_px=len(mode))
+
+
+def _own_decoder(data: bytes) -> str | None:
+    """Formats decoded without Pillow's decoder (see webp.py and heif.py)."""
+    if webp.is_webp(data):
+        return "WEBP"
+    if heif.is_heif(data) and heif.available():
+        return "HEIF"
+    return None
+
+
 def probe(data: bytes, *, max_pixels: int) -> ImageHeader:
     """Read only the header: the format, mode and size (refuses non-images and bombs)."""
-    if webp.is_webp(data):
+    kind = _own_decoder(data)
+    if kind == "WEBP":
         return _webp_header(data, max_pixels)[0]
+    if kind == "HEIF":
+        return _heif_header(data, max_pixels)
     image = _open(data, max_pixels)
     try:
         return header_of(image)
@@ -174,8 +198,9 @@ def decode(
     only the region it needs. With `max_bytes`, a decode over that budget is refused
     (ImageTooLargeError) and a JPEG may come out smaller than asked: read `scale`.
     """
-    if webp.is_webp(data):
-        return _decode_webp(data, max_pixels, max_side, shrink, max_bytes)
+    kind = _own_decoder(data)
+    if kind is not None:
+        return _decode_own(kind, data, max_pixels, max_side, shrink, max_bytes)
     image = _open(data, max_pixels)
     if max_bytes is not None:
         header = header_of(image)
@@ -218,23 +243,31 @@ def decode(
 _STRIP_ROWS = 256
 
 
-def _decode_webp(
-    data: bytes, max_pixels: int, max_side: int | None, shrink: bool, max_bytes: int | None
+def _decode_own(
+    kind: str,
+    data: bytes,
+    max_pixels: int,
+    max_side: int | None,
+    shrink: bool,
+    max_bytes: int | None,
 ) -> DecodedImage:
-    """WebP through webp.py (Pillow's WebP decoder holds four full-size copies)."""
-    header, orientation = _webp_header(data, max_pixels)
+    """WebP and HEIC: decoded straight into one array (Pillow's path holds several copies)."""
+    if kind == "WEBP":
+        header, orientation = _webp_header(data, max_pixels)
+    else:
+        header, orientation = _heif_header(data, max_pixels), 1  # libheif turns it upright
     if max_bytes is not None:
         cost = decode_cost(header, max_side, shrink=shrink)
         if cost > max_bytes:
             raise ImageTooLargeError(too_large_message(header, cost, max_bytes))
     width, height = header.size
     full_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
-    pixels = webp.decode_pixels(data)
+    pixels = webp.decode_pixels(data) if kind == "WEBP" else heif.decode_pixels(data)
     if pixels.shape[:2] != (height, width):
-        raise ImageError("the WebP image data does not match its header: send it again")
+        raise ImageError(f"the {kind} image data does not match its header: send it again")
     if max_side is not None and max(pixels.shape[:2]) > max_side * (1 if shrink else 2):
         pixels = _shrink(pixels, max_side)
-    return DecodedImage(_upright(pixels, orientation), full_size, "WEBP")
+    return DecodedImage(_upright(pixels, orientation), full_size, kind)
 
 
 def _to_array(image: Image.Image) -> np.ndarray:
