@@ -8,12 +8,13 @@ to whatever needs it; nothing here is global and nothing is read at import time.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from appliance.devices.config import ButtonsConfig, CameraConfig, HotFolderConfig, PrinterConfig
 from appliance.errors import ConfigError, ConfigIssue
@@ -54,11 +55,17 @@ def default_state_dir() -> Path:
     return _xdg_dir("XDG_STATE_HOME", ".local/state") / "appliance"
 
 
-def default_workspace_dir() -> Path:
-    """A tmpfs on a laptop: $XDG_RUNTIME_DIR when set (systemd user session), else /dev/shm."""
+def default_workspace_dir(state_dir: Path) -> Path:
+    """A tmpfs on a laptop: $XDG_RUNTIME_DIR when set (systemd user session), else /dev/shm.
+
+    The directory is named after the instance's state dir, so two instances on one machine
+    (another --state-dir) get two workspaces by default; the root's lock refuses a second
+    daemon on the same one.
+    """
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) if runtime else Path("/dev/shm")  # noqa: S108 - tmpfs, by design
-    return base / "appliance-workspace"
+    instance = hashlib.sha256(os.fsencode(state_dir.absolute())).hexdigest()[:12]
+    return base / f"appliance-workspace-{instance}"
 
 
 class _Section(BaseModel):
@@ -103,14 +110,61 @@ class ImagingConfig(_Section):
     max_pixels: int = Field(default=64_000_000, ge=1_000_000, le=400_000_000)
     # Longest side of the reduced decode the models see.
     analysis_max_side: int = Field(default=1024, ge=256, le=4096)
+    # Most memory one decode may hold (MB). The effective budget is also at most a sixth of
+    # what the process may use (cgroup MemoryMax= or RAM): see decode_budget_bytes. A photo
+    # no decode could fit is refused at upload, from its header (imaging/budget.py).
+    decode_budget_mb: int = Field(default=96, ge=16, le=4096)
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        from appliance.memory import memory_limit_bytes
+
+        return min(self.decode_budget_mb * 1_000_000, memory_limit_bytes() // 6)
+
+
+MiB = 1024 * 1024
+# Room for one product: an upload at the web limit (40 MiB) plus its file, sheet and preview.
+DEFAULT_SESSION_RESERVE = 48 * MiB
 
 
 class SessionConfig(_Section):
-    workspace_dir: Path = Field(default_factory=default_workspace_dir)
-    workspace_max_bytes: int = Field(default=512 * 1024 * 1024, ge=16 * 1024 * 1024)
+    # None: a directory on the runtime tmpfs named after state_dir (see default_workspace_dir).
+    workspace_dir: Path | None = None
+    workspace_max_bytes: int = Field(default=512 * MiB, ge=16 * MiB)
+    # One customer's ceiling; None: a quarter of the workspace, so one session cannot fill it.
+    session_max_bytes: int | None = Field(default=None, ge=MiB)
+    # Guaranteed to every open session; a new session is refused when this is no longer free.
+    # None: one product's room (48 MiB), or the session budget if that is smaller.
+    session_reserve_bytes: int | None = Field(default=None, ge=0)
     idle_timeout_s: int = Field(default=MAX_IDLE_TIMEOUT_S, ge=30, le=MAX_IDLE_TIMEOUT_S)
     max_lifetime_s: int = Field(default=MAX_SESSION_LIFETIME_S, ge=60, le=MAX_SESSION_LIFETIME_S)
     download_window_s: int = Field(default=MAX_DOWNLOAD_WINDOW_S, ge=30, le=MAX_DOWNLOAD_WINDOW_S)
+
+    @property
+    def session_budget(self) -> int:
+        if self.session_max_bytes is not None:
+            return self.session_max_bytes
+        return self.workspace_max_bytes // 4
+
+    @property
+    def session_reserve(self) -> int:
+        if self.session_reserve_bytes is not None:
+            return self.session_reserve_bytes
+        return min(DEFAULT_SESSION_RESERVE, self.session_budget)
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> SessionConfig:
+        if self.session_budget > self.workspace_max_bytes:
+            raise ValueError(
+                f"session_max_bytes ({self.session_budget}) is over workspace_max_bytes "
+                f"({self.workspace_max_bytes})"
+            )
+        if self.session_reserve > self.session_budget:
+            raise ValueError(
+                f"session_reserve_bytes ({self.session_reserve}) is over session_max_bytes "
+                f"({self.session_budget})"
+            )
+        return self
 
 
 class WebConfig(_Section):
@@ -150,6 +204,12 @@ class Config(_Section):
     buttons: ButtonsConfig = Field(default_factory=ButtonsConfig)
     printer: PrinterConfig = Field(default_factory=PrinterConfig)
     hotfolder: HotFolderConfig = Field(default_factory=HotFolderConfig)
+
+    @property
+    def workspace_dir(self) -> Path:
+        """The workspace root: session.workspace_dir, or the instance's default."""
+        explicit = self.session.workspace_dir
+        return explicit if explicit is not None else default_workspace_dir(self.state_dir)
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {

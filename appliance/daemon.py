@@ -57,17 +57,27 @@ class Daemon:
     def start(self) -> None:
         from appliance.idphoto.pipeline import IdPhotoPipeline
         from appliance.inference.service import InferenceService
-        from appliance.memory import IdleTrimmer, release_free_memory
+        from appliance.memory import IdleTrimmer, release_free_memory, scrub_freed_memory
         from appliance.session import AuditLog, RetentionPolicy, SessionManager, Workspace
         from appliance.session.hardening import disable_core_dumps
         from appliance.studio import Studio
 
         config = self.config
         disable_core_dumps()
+        # Freed memory is overwritten as it is freed, so a wipe leaves no plaintext copy in
+        # this process (appliance/memory.py); a platform without glibc logs that it cannot.
+        if not scrub_freed_memory():
+            logger.warning("memory: freed buffers cannot be scrubbed here (not glibc)")
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Takes the root's lock first: a second daemon on this root stops here, before the
+        # sweep below could delete the first one's live sessions.
         workspace = Workspace(
-            config.session.workspace_dir, max_bytes=config.session.workspace_max_bytes
+            config.workspace_dir,
+            max_bytes=config.session.workspace_max_bytes,
+            session_max_bytes=config.session.session_budget,
+            session_reserve_bytes=config.session.session_reserve,
         )
+        self._on_stop("workspace lock", workspace.close)
         audit = AuditLog(config.state_dir / "audit" / "audit.log")
         # Registered first, so it runs last: the audit log's final line says we stopped.
         self._on_stop("audit", lambda: audit.record("appliance.stopped", actor="system"))
@@ -85,8 +95,16 @@ class Daemon:
             logger.warning("startup: wiped %d session(s) a previous run left behind", swept)
         self._on_stop("sessions", sessions.shutdown)
         inference = InferenceService.from_config(config.inference)
+
+        def forget_photos(session: object) -> None:
+            # The models' arenas are never freed, so overwrite them; then hand the freed
+            # (already scrubbed) heap pages back to the kernel at once.
+            inference.forget()
+            release_free_memory()
+
+        sessions.add_wipe_hook(forget_photos)
         pipeline = IdPhotoPipeline(inference, config)
-        studio = Studio(sessions=sessions, pipeline=pipeline, audit=audit)
+        studio = Studio(sessions=sessions, pipeline=pipeline, audit=audit, imaging=config.imaging)
         self.parts.update(
             config=config, sessions=sessions, audit=audit, inference=inference, studio=studio
         )

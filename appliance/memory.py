@@ -25,15 +25,21 @@ nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+import os
 import platform
 import threading
 import time
+from pathlib import Path
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_PERTURB = -6
 _M_ARENA_MAX = -8
+# What freed memory is overwritten with (any byte but 0, which turns the feature off).
+SCRUB_BYTE = 0xA5
 # The largest mmap threshold glibc accepts on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX):
 # a 12 MP RGB frame (36 MB) still gets its own mapping and goes back to the kernel when freed.
 MMAP_THRESHOLD = 32 << 20
@@ -72,6 +78,32 @@ def keep_freed_buffers() -> bool:
                     and mallopt(_M_ARENA_MAX, 1)
                 )
         return _done
+
+
+def scrub_freed_memory() -> bool:
+    """Have glibc overwrite every heap block as it is freed (mallopt M_PERTURB); True if set.
+
+    Python's ``bytes``, Werkzeug's request body, cryptography's decrypted plaintext, Pillow's,
+    NumPy's and OpenCV's buffers and OpenSSL's record buffers are all freed without being
+    cleared, and glibc keeps freed blocks in the heap with their contents: right after a wipe
+    most sampled blocks of a session's photos were still there (16-64 copies each). With this,
+    a block's contents go the moment it is freed, whoever made the copy, so there is no need to
+    chase every copy through the request path. What it does not reach, and how long that lives:
+    blocks of at most 1 KB that glibc caches per thread (tcache) and Python's small-object
+    pools (at most 512 bytes) keep their bytes until reused: small pieces only, such as the
+    JPEG marker segments Pillow reads one by one or a short last read of a request body; the
+    interpreters' tensor arenas are never freed (the wipe overwrites them, see
+    InferenceService.forget); blocks still referenced live as long as their owner (a keep-alive
+    connection's buffers, until reused or closed; the scan test keeps one open and finds
+    nothing). Blocks over the mmap threshold go back to the kernel when freed.
+    Cost: each malloc and free also writes the block once (benchmarks/RESULTS.md: 2-7 %).
+    """
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_PERTURB, SCRUB_BYTE))
 
 
 def release_free_memory() -> bool:
@@ -124,3 +156,43 @@ class IdleTrimmer:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
+
+
+@functools.cache
+def memory_limit_bytes() -> int:
+    """What this process may use: its cgroup's memory limit (systemd's MemoryMax=, a
+    container's limit) when there is one, else the machine's RAM. Read once."""
+    limits = [_physical_memory()]
+    limits += [value for value in (_cgroup_limit(),) if value is not None]
+    return min(limits)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 1 << 30  # unknown: plan for the smallest supported board
+
+
+def _cgroup_limit() -> int | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if controllers == "":  # cgroup v2
+            candidates.append(Path("/sys/fs/cgroup", relative, "memory.max"))
+        elif "memory" in controllers.split(","):  # cgroup v1
+            candidates.append(Path("/sys/fs/cgroup/memory", relative, "memory.limit_in_bytes"))
+    found = []
+    for candidate in candidates:
+        try:
+            text = candidate.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found.append(int(text))  # "max" (v2) means no limit; v1 says a huge number
+    return min(found) if found else None

@@ -16,9 +16,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from appliance.config import ImagingConfig
 from appliance.devices.buttons import ApplianceStatus
 from appliance.errors import ApplianceError
 from appliance.idphoto.pipeline import Product, ProductRequest
+from appliance.imaging.decode import check_decodable
 from appliance.session.audit import AuditLog
 from appliance.session.lifecycle import SessionManager
 from appliance.session.state import (
@@ -71,6 +73,8 @@ class Studio:
     defaults: Callable[[], tuple[str, str]] = field(default=lambda: ("icao-35x45", "4x6"))
     on_status: Callable[[ApplianceStatus], None] | None = None
     desks: dict[str, Desk] = field(default_factory=dict)
+    # Limits an upload is checked against (from its header) before it is stored.
+    imaging: ImagingConfig = field(default_factory=ImagingConfig)
     # One photo is processed at a time: the models use every core already.
     pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
     _desk_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,7 +158,17 @@ class Studio:
         return self.sessions.add_photo(session_id, data, {"source": "camera"})
 
     def upload(self, session_id: str, data: bytes, actor: str) -> StoredItem:
+        """Store a photo from outside (tablet, API, hot folder): one no decode could handle
+        within the memory budget (a bomb, a 64 MP PNG on a small board) is refused here,
+        from its header, before it reaches the workspace."""
         self.session(session_id)
+        imaging = self.imaging
+        check_decodable(
+            data,
+            max_pixels=imaging.max_pixels,
+            max_bytes=imaging.decode_budget_bytes,
+            max_side=imaging.analysis_max_side,
+        )
         self.back_to_capturing(session_id, actor)
         return self.sessions.add_photo(session_id, data, {"source": "upload"})
 

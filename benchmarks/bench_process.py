@@ -89,10 +89,16 @@ def limit_once(pipeline: object, data: bytes, product: object) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def run_one(name: str, data: bytes, iterations: int, spec: str, sheet: bool) -> dict[str, object]:
+def run_one(
+    name: str, data: bytes, iterations: int, spec: str, sheet: bool, scrub: bool = True
+) -> dict[str, object]:
     from appliance.config import Config
     from appliance.idphoto.pipeline import IdPhotoPipeline, ProductRequest
     from appliance.inference.service import InferenceService
+    from appliance.memory import scrub_freed_memory
+
+    if scrub:  # as the daemon runs: freed memory is overwritten (appliance/memory.py)
+        scrub_freed_memory()
 
     config = Config()
     pipeline = IdPhotoPipeline(InferenceService.from_config(config.inference), config)
@@ -112,6 +118,7 @@ def run_one(name: str, data: bytes, iterations: int, spec: str, sheet: bool) -> 
     ordered = sorted(totals)
     return {
         "image": name,
+        "scrub_freed_memory": scrub,
         "megapixels": product.report["input"]["size"][0] * product.report["input"]["size"][1] / 1e6,
         "iterations": iterations,
         "total_median_ms": round(statistics.median(totals), 1),
@@ -128,13 +135,16 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="one iteration each, for the tests")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--spec", default="icao-35x45")
+    parser.add_argument(
+        "--no-scrub", action="store_true", help="leave freed memory as it is (not the daemon's way)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     iterations = 1 if args.smoke else args.iterations
     if args.child:
         data = make_inputs()[args.child]
-        print(json.dumps(run_one(args.child, data, iterations, args.spec, True)))
+        print(json.dumps(run_one(args.child, data, iterations, args.spec, True, not args.no_scrub)))
         return 0
     results = []
     for name in ("12mp", "0.4mp"):
@@ -147,6 +157,7 @@ def main() -> int:
             str(iterations),
             "--spec",
             args.spec,
+            *(["--no-scrub"] if args.no_scrub else []),
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))

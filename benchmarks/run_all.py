@@ -8,9 +8,10 @@ Runs, one after the other (never two at once, so none disturbs another's timing)
 bench_models.py (each model, float against int8, 1/2/4 threads), bench_process.py (the ID
 photo per stage, the limit, peak RSS), bench_peer.py (MediaPipe's own solutions on the shared
 portraits beside the appliance), bench_daemon.py (cold start, RSS), bench_slow_clients.py
-(staff and health latency with 100 slow clients connected) and bench_background.py (the
+(staff and health latency with 100 slow clients connected), bench_background.py (the
 background residue on real portraits and flag variants, the matte step's and the measure's
-cost). Each writes its JSON into
+cost) and bench_memory.py (the daemon's peak memory per upload kind, decompression bombs
+included). Each writes its JSON into
 --out (default benchmarks/out/<UTC date and time>/); all.json there holds them together with
 the machine description. The figures in RESULTS.md come from such a run.
 """
@@ -35,6 +36,7 @@ SCRIPTS = {
     "daemon": "bench_daemon.py",
     "slow_clients": "bench_slow_clients.py",
     "background": "bench_background.py",
+    "memory": "bench_memory.py",
 }
 PACKAGES = ("ai-edge-litert", "numpy", "opencv-python-headless", "pillow", "appliance")
 

@@ -151,3 +151,18 @@ def test_check_accuracy_evaluation_smoke(tmp_path: Path) -> None:
     glasses = data["table"]["glasses"]
     assert glasses["TN"] + glasses["FP"] == 1  # the astronaut wears none
     assert "| glasses |" in result.stdout
+
+
+def test_memory_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "memory.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--smoke", "--json",
+         str(out)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = {r["kind"]: r for r in json.loads(out.read_text())["results"]}
+    assert results["jpeg-12mp"]["outcome"] == "upload 201, product 201"
+    assert results["png-64mp-solid"]["outcome"] == "upload 413 image_too_large"
+    for r in results.values():
+        assert r["peak_rss_mb"] >= r["rss_at_ready_mb"] > 0

@@ -131,3 +131,34 @@ def test_example_config_in_docs_is_valid_and_complete() -> None:
         if isinstance(model, BaseModel):
             for key in type(model).model_fields:
                 assert f"{key} =" in text, f"{section}.{key} is not documented"
+
+
+def test_session_budget_is_a_quarter_and_reserve_one_product() -> None:
+    session = load_config(None).session
+    assert session.workspace_max_bytes == 512 << 20
+    assert session.session_budget == 128 << 20  # well below the whole workspace
+    assert session.session_reserve == 48 << 20  # a 40 MiB upload and its product
+    small = parse_config({"session": {"workspace_max_bytes": 32 << 20}}).session
+    assert (small.session_budget, small.session_reserve) == (8 << 20, 8 << 20)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {"session": {"session_max_bytes": 64 << 20, "session_reserve_bytes": 65 << 20}}
+        )
+    assert "session_reserve_bytes" in str(caught.value) and "session" in str(caught.value)
+    with pytest.raises(ConfigError, match="session_max_bytes"):
+        parse_config({"session": {"workspace_max_bytes": 32 << 20, "session_max_bytes": 33 << 20}})
+
+
+def test_default_workspace_follows_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    one = Config(state_dir=tmp_path / "one")
+    two = Config(state_dir=tmp_path / "two")
+    assert one.workspace_dir.parent == two.workspace_dir.parent == tmp_path / "run"
+    assert one.workspace_dir != two.workspace_dir
+    # --state-dir is applied with model_copy after loading: the workspace follows it too.
+    assert one.model_copy(update={"state_dir": tmp_path / "two"}).workspace_dir == two.workspace_dir
+    assert Config(state_dir=tmp_path / "one").workspace_dir == one.workspace_dir  # stable
+    explicit = parse_config({"session": {"workspace_dir": "/run/appliance/workspace"}})
+    assert explicit.workspace_dir == Path("/run/appliance/workspace")

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from cupsd_fixture import CupsServer, cupsd  # noqa: F401 - the fixture
 
-from appliance.config import default_models_dir
+from appliance.config import Config, default_models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM = Path("/dev/shm")
@@ -112,14 +112,25 @@ def start(
     trace: Path | None = None,
     state: Path | None = None,
     workspace: Path | None = None,
+    runtime: Path | None = None,
+    wait: bool = True,
 ) -> Running:
+    """``runtime``: leave session.workspace_dir unset and give the daemon this
+    $XDG_RUNTIME_DIR, so it picks its own default workspace (from its state dir)."""
     state = state or tmp_path / "state"
-    workspace = workspace or SHM / f"appliance-daemon-ws-{uuid.uuid4().hex[:8]}"
+    workspace_line = ""
+    if runtime is not None:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("XDG_RUNTIME_DIR", str(runtime))
+            workspace = Config(state_dir=state.absolute()).workspace_dir
+    else:
+        workspace = workspace or SHM / f"appliance-daemon-ws-{uuid.uuid4().hex[:8]}"
+        workspace_line = f'workspace_dir = "{workspace}"\n'
     port, http_port = free_port(), free_port()
-    config = tmp_path / "appliance.toml"
+    config = tmp_path / f"appliance-{uuid.uuid4().hex[:6]}.toml"
     config.write_text(
         f'[inference]\nmodels_dir = "{default_models_dir()}"\n'
-        f'[session]\nworkspace_dir = "{workspace}"\n'
+        f"[session]\n{workspace_line}"
         f'[camera]\nbackend = "folder"\nfolder = "{camera}"\n'
         f"[buttons]\nfinish_hold_s = 0.5\nbounce_time_s = 0.01\n"
         f"{printer}\n"
@@ -128,6 +139,8 @@ def start(
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    if runtime is not None:
+        env["XDG_RUNTIME_DIR"] = str(runtime)
     command = [
         sys.executable,
         "-m",
@@ -161,6 +174,8 @@ def start(
             command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
         )
     running = Running(process, state, workspace, port, log, notify)
+    if not wait:
+        return running
     running.wait_ready()
     token = (
         subprocess.run(
@@ -373,3 +388,48 @@ def test_kill_9_mid_session_is_wiped_at_the_next_start(
     ]
     # One sweep per start: nothing at the first, the crashed session at the second.
     assert [e["count"] for e in swept] == [0, 1]
+
+
+def test_a_second_daemon_never_sweeps_the_first_ones_sessions(
+    tmp_path: Path, camera_folder: Path
+) -> None:
+    runtime = SHM / f"appliance-daemon-run-{uuid.uuid4().hex[:8]}"
+    runtime.mkdir(mode=0o700)
+    fake = '[printer]\nbackend = "fake"'
+    first = start(tmp_path, camera_folder, fake, state=tmp_path / "one", runtime=runtime)
+    others: list[Running] = []
+    try:
+        session = first.call("POST", "/api/v1/sessions")["id"]
+        first.call("POST", f"/api/v1/sessions/{session}/consent")
+        first.call("POST", "/api/v1/buttons/capture", {"hold_s": 0.05})
+        until(lambda: first.call("GET", f"/api/v1/sessions/{session}")["photos"], what="a photo")
+        live = session_dirs(first.workspace)
+        assert [p.name for p in live] == [session]
+        # Another instance (its own --state-dir, default workspace) gets its own workspace:
+        # its start-up sweep runs there and leaves the first one's session alone.
+        second = start(tmp_path, camera_folder, fake, state=tmp_path / "two", runtime=runtime)
+        others.append(second)
+        assert second.workspace != first.workspace and second.workspace.parent == runtime
+        assert session_dirs(first.workspace) == live
+        # A third one pointed at the first one's workspace refuses to start, before any sweep.
+        third = start(
+            tmp_path, camera_folder, fake, state=tmp_path / "three", workspace=first.workspace,
+            wait=False,
+        )  # fmt: skip
+        others.append(third)
+        assert third.process.wait(timeout=60) == 1
+        message = third.log.read_text()
+        assert "in use by another running appliance daemon" in message, message[-2000:]
+        assert f"pid {first.process.pid}" in message and "--state-dir" in message
+        assert session_dirs(first.workspace) == live
+        state = first.call("GET", f"/api/v1/sessions/{session}")
+        assert state["state"] in ("capturing", "reviewing") and len(state["photos"]) == 1
+        first.call("POST", f"/api/v1/sessions/{session}/finish", {"wipe": True})
+    finally:
+        for running in others:
+            if running.process.poll() is None:
+                assert stop(running) == 0
+            running.notify.close()
+        assert stop(first) == 0
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert session_dirs(first.workspace) == []

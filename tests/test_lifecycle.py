@@ -38,6 +38,12 @@ from appliance.session import (
     WorkspaceFullError,
 )
 from appliance.session.hardening import filesystem_of
+from appliance.session.rootlock import LOCK_NAME, WorkspaceInUseError
+from appliance.session.workspace import (
+    BLOB_OVERHEAD,
+    SessionBudgetError,
+    WorkspaceAdmissionError,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM = Path("/dev/shm")
@@ -310,6 +316,57 @@ def test_full_workspace_wipes_that_session_only(
     assert [e["reason"] for e in events(audit, "session.wiped")] == ["workspace_full"]
 
 
+def test_full_workspace_refuses_the_write_and_wipes_nobody(
+    shm_root: Path, audit: AuditLog, clock: FakeClock
+) -> None:
+    # Issue 15 #2, scaled down: one session holds nearly all of the workspace; another
+    # customer's upload must not get the *other* customer's session wiped.
+    workspace = Workspace(
+        shm_root, max_bytes=512 * 1024, session_max_bytes=508 * 1024, session_reserve_bytes=8192
+    )
+    manager = SessionManager(workspace, audit, clock=clock)
+    second, first = manager.create(), manager.create()
+    for session in (first, second):
+        advance_to(manager, session, S.CAPTURING)
+    big = manager.add_photo(first.session_id, b"a" * (490 * 1024))
+    upload = manager.add_photo(second.session_id, b"b" * 6000)  # within its reserve: room kept
+    with pytest.raises(WorkspaceFullError) as caught:
+        manager.add_photo(second.session_id, b"c" * (20 * 1024))  # past it: no room left
+    assert not isinstance(caught.value, SessionBudgetError)
+    assert "full" in str(caught.value) and str(shm_root) not in str(caught.value)
+    assert first.state is S.CAPTURING and second.state is S.CAPTURING
+    assert manager.read_photo(second.session_id, upload.item_id) == b"b" * 6000
+    assert len(manager.read_photo(first.session_id, big.item_id)) == 490 * 1024
+    assert events(audit, "session.wiped") == []
+    # The session that did fill it gets the refusal for its next write, and is not wiped either.
+    with pytest.raises(WorkspaceFullError):
+        manager.add_photo(first.session_id, b"d" * (16 * 1024))  # within its own budget
+    assert first.state is S.CAPTURING and events(audit, "session.wiped") == []
+
+
+def test_new_session_is_refused_when_no_reserve_is_free(
+    shm_root: Path, audit: AuditLog, clock: FakeClock
+) -> None:
+    workspace = Workspace(
+        shm_root, max_bytes=4 * MiB, session_max_bytes=3 * MiB, session_reserve_bytes=MiB
+    )
+    manager = SessionManager(workspace, audit, clock=clock)
+    holder, other = manager.create(), manager.create()
+    advance_to(manager, holder, S.CAPTURING)
+    manager.add_photo(holder.session_id, b"x" * (2 * MiB + 512 * 1024))
+    assert workspace.committed() == 3 * MiB + 512 * 1024 + BLOB_OVERHEAD
+    with pytest.raises(WorkspaceAdmissionError, match="no room for another customer session"):
+        manager.create()
+    assert sorted(s.session_id for s in manager.sessions()) == sorted(
+        [holder.session_id, other.session_id]
+    )
+    assert len([p for p in shm_root.iterdir() if p.is_dir()]) == 2  # nothing half made
+    assert len(events(audit, "session.created")) == 2
+    manager.wipe(holder.session_id, WipeReason.OPERATOR)
+    assert workspace.committed() == MiB
+    manager.create()  # room again
+
+
 def test_shutdown_wipes_every_session(manager: SessionManager, audit: AuditLog) -> None:
     sessions = [manager.create() for _ in range(3)]
     outcomes = manager.shutdown()
@@ -458,6 +515,10 @@ def test_crash_leaves_only_ciphertext_and_startup_sweeps_it(
         assert ready, "the child never created its session"
         session_id = child.stdout.readline().decode().strip()
         assert len(list((shm_root / session_id).iterdir())) == 3
+        # While the child runs, a second instance on its root is refused before any sweep.
+        with pytest.raises(WorkspaceInUseError, match=f"pid {child.pid}"):
+            Workspace(shm_root, max_bytes=MiB)
+        assert len(list((shm_root / session_id).iterdir())) == 3
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
@@ -469,7 +530,7 @@ def test_crash_leaves_only_ciphertext_and_startup_sweeps_it(
 
     manager = SessionManager(Workspace(shm_root, max_bytes=MiB), audit)
     assert manager.sweep_leftovers() == 1
-    assert list(shm_root.iterdir()) == []
+    assert [p.name for p in shm_root.iterdir()] == [LOCK_NAME]  # the new daemon's own lock
     assert audit.verify().ok
     last = events(audit)[-1]
     assert last["event"] == "session.wiped" and last["reason"] == "startup_sweep"

@@ -178,3 +178,25 @@ def test_int8_input_quantization_follows_the_model_parameters(
     assert model._quantize_input(pixels)[0].tolist() == pixels.tolist()
     out = model._dequantize(_spec(np.int8, 0.5, -3), np.array([-3, 1, 127], dtype=np.int8))
     assert out.tolist() == [0.0, 2.0, 65.0]
+
+
+def test_forget_overwrites_what_a_model_keeps_of_the_last_photo(
+    models_dir: Path, backend: InterpreterBackend
+) -> None:
+    path = verified_model_path("selfie_segmentation", models_dir)
+    model = TFLiteModel(path, backend, select_accelerator("cpu", backend), num_threads=1)
+    width, height = model.input_size
+    photo = np.random.default_rng(15).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    black = np.zeros((height, width, 3), np.uint8)
+    blank = [o.copy() for o in model.run(black)]
+    model.run(photo)
+    kept = model._interpreter.get_tensor(model.inputs[0].index)
+    assert not np.array_equal(kept, model._quantize_input(black))  # the photo is in there
+    model.forget()
+    assert np.array_equal(
+        model._interpreter.get_tensor(model.inputs[0].index), model._quantize_input(black)
+    )
+    outputs = [model._interpreter.get_tensor(o.index) for o in model.outputs]
+    assert all(np.array_equal(model._dequantize(s, o), e)
+               for s, o, e in zip(model.outputs, outputs, blank, strict=True))  # fmt: skip
+    # (the activations between them are overwritten by the same run on the black image)

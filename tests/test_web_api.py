@@ -9,8 +9,18 @@ from urllib.parse import urlsplit
 
 import flask
 from PIL import Image
-from web_helpers import Harness, WriteWatch, multipart, open_link
+from web_helpers import (
+    FakePrinter,
+    Harness,
+    WriteWatch,
+    close_harness,
+    make_harness,
+    multipart,
+    open_link,
+)
 
+from appliance.config import Config
+from appliance.session.rootlock import LOCK_NAME
 from appliance.web.openapi import API_PREFIX, ROUTES, openapi_document
 
 API = API_PREFIX + "/sessions"
@@ -106,7 +116,7 @@ def test_full_flow_with_the_real_pipeline(studio: Harness, sample_dir: Path) -> 
     assert "print.submitted" in events and "link.redeemed" in events
     assert events[-1] == "session.wiped"
     assert studio.printer.purged == [job_id]  # the wipe purged the print job
-    assert not list(studio.workspace_root.iterdir())
+    assert [p.name for p in studio.workspace_root.iterdir()] == [LOCK_NAME]  # only the lock
 
 
 def test_finish_wipes_at_once_without_a_live_link(studio: Harness, sample_dir: Path) -> None:
@@ -328,3 +338,54 @@ def test_specs_and_status(web: Harness) -> None:
     }
     assert status["camera"] == {"configured": False}
     assert status["workspace"]["max_bytes"] == 256 * MiB
+
+
+def test_full_workspace_refuses_new_sessions_and_wipes_no_one(
+    config: Config, tmp_path: Path
+) -> None:
+    # Room for two sessions' reserves (1 MiB each), 3 MiB per session at most.
+    harness = make_harness(
+        config, tmp_path, printer=FakePrinter(), workspace_bytes=(2 * MiB, 3 * MiB // 2, MiB)
+    )
+    try:
+        harness.staff()
+        headers = harness.bearer()
+        filler, other = _start(harness, headers), _start(harness, headers)
+        response = harness.client.post(API, headers=headers)
+        assert response.status_code == 503, response.get_json()
+        assert response.get_json()["error"] == "workspace_admission"
+        assert "no room for another customer session" in response.get_json()["message"]
+        assert str(harness.workspace_root) not in response.get_json()["message"]
+        status = harness.client.get("/api/v1/status", headers=headers).get_json()["workspace"]
+        assert status["room_for_a_new_session"] is False
+        assert status["committed_bytes"] == 2 * MiB and status["session_reserve_bytes"] == MiB
+        # Each open session can still use its reserve: an upload within it always fits.
+        _upload(harness, other, _noise_png(300), headers)
+        noise = _noise_png(600)  # over 1 MiB: past the reserve, into room the other was promised
+        response = harness.client.post(
+            f"{API}/{filler}/photos", data=noise, content_type="image/png", headers=headers
+        )
+        assert response.status_code == 507, response.get_json()
+        for session_id in (filler, other):
+            state = harness.client.get(f"{API}/{session_id}", headers=headers).get_json()
+            assert state["state"] == "capturing"
+        assert [e for e in harness.audit_events() if e["event"] == "session.wiped"] == []
+    finally:
+        close_harness(harness)
+
+
+def test_a_decompression_bomb_is_refused_at_upload_before_it_is_stored(web: Harness) -> None:
+    from test_decode_budget import solid_png
+
+    headers = web.bearer()
+    session_id = _start(web, headers)
+    bomb = solid_png(8000, 8000)  # ~200 KB that would decode to 64 MP (256 MB in Pillow)
+    response = web.client.post(
+        f"{API}/{session_id}/photos", data=bomb, content_type="image/png", headers=headers
+    )
+    assert response.status_code == 413, response.get_json()
+    assert response.get_json()["error"] == "image_too_large"
+    assert "8000x8000" in response.get_json()["message"]
+    assert web.services.sessions.workspace.usage() == 0  # never stored
+    state = web.client.get(f"{API}/{session_id}", headers=headers).get_json()
+    assert state["photos"] == [] and state["state"] == "capturing"  # and nobody was wiped

@@ -6,6 +6,8 @@ import io
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,6 +279,7 @@ def test_sweep_removes_leftovers_but_not_live_sessions(shm_root: Path) -> None:
     leftover = first.open_session("session-leftover-llllll")
     leftover.put(b"left behind")
     (shm_root / "stray-file").write_bytes(b"")
+    first.close()  # as at a crash: the kernel drops a dead process's lock
     second = Workspace(shm_root, max_bytes=MiB)  # as after a restart
     live = second.open_session("session-live-llllllllll")
     assert second.sweep_leftovers() == 1
@@ -291,3 +294,51 @@ def test_symlinked_root_is_refused(shm_root: Path) -> None:
     (shm_root / "link").symlink_to(real)
     with pytest.raises(WorkspaceError, match="symlink"):
         Workspace(shm_root / "link", max_bytes=MiB)
+
+
+_SMALL_TMPFS = """
+import sys
+from pathlib import Path
+from appliance.session.workspace import Workspace, WorkspaceAdmissionError
+ws = Workspace(Path(sys.argv[1]) / "ws", max_bytes=512 << 20, session_max_bytes=128 << 20,
+               session_reserve_bytes=3 << 20)
+print(ws.max_bytes, ws.session_max_bytes, ws.session_reserve_bytes)
+ws.open_session("session-one-oooooooooooo")
+ws.open_session("session-two-tttttttttttt")
+try:
+    ws.open_session("session-three-hhhhhhhhhh")  # 3 x 3 MiB of reserve do not fit in 8 MiB
+except WorkspaceAdmissionError:
+    print("refused")
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
+)
+def test_budgets_shrink_to_a_smaller_tmpfs(tmp_path: Path) -> None:
+    # A private mount namespace with its own 8 MiB tmpfs (the host's mounts are untouched).
+    mountpoint = tmp_path / "ram"
+    mountpoint.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=8m tmpfs {mountpoint} && "
+        f"exec {sys.executable} -c '{_SMALL_TMPFS}' {mountpoint}"
+    )
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    sizes, verdict = done.stdout.split("\n")[:2]
+    assert [int(n) for n in sizes.split()] == [8 << 20, 8 << 20, 3 << 20]
+    assert verdict == "refused"
+    assert "its tmpfs holds 8 MiB, less than session.workspace_max_bytes" in done.stderr
+
+
+def test_a_planted_lock_symlink_is_refused(shm_root: Path) -> None:
+    from appliance.session.rootlock import LOCK_NAME, WorkspaceLockError
+
+    shm_root.mkdir(mode=0o700)
+    (shm_root / LOCK_NAME).symlink_to("/etc/passwd")
+    with pytest.raises(WorkspaceLockError, match="cannot open the workspace lock"):
+        Workspace(shm_root, max_bytes=MiB)

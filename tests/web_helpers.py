@@ -183,10 +183,17 @@ def make_harness(
     printer: FakePrinter | None = None,
     settings: WebSettings | None = None,
     preview: Any = None,
+    workspace_bytes: tuple[int, int, int] | None = None,
 ) -> Harness:
+    """``workspace_bytes``: (max, per-session max, per-session reserve); default 256 MiB, no
+    per-session limits (many tests open several sessions in one harness)."""
     state_dir = tmp_path / "state"
     workspace_root = SHM / f"appliance-web-test-{uuid.uuid4().hex[:12]}"
-    workspace = Workspace(workspace_root, max_bytes=256 * 1024 * 1024)
+    total, per_session, reserve = workspace_bytes or (256 * 1024 * 1024, None, 0)
+    workspace = Workspace(
+        workspace_root, max_bytes=total, session_max_bytes=per_session,
+        session_reserve_bytes=reserve,
+    )  # fmt: skip
     audit_path = state_dir / "audit" / "audit.log"
     audit = AuditLog(audit_path)
     sessions = SessionManager(workspace, audit)
@@ -222,6 +229,7 @@ def make_harness(
 
 def close_harness(harness: Harness) -> None:
     harness.services.sessions.shutdown()
+    harness.services.sessions.workspace.close()
     shutil.rmtree(harness.workspace_root, ignore_errors=True)
 
 

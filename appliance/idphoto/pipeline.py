@@ -207,6 +207,7 @@ class IdPhotoPipeline:
                 closer = decode(
                     data,
                     max_pixels=self.config.imaging.max_pixels,
+                    max_bytes=self.config.imaging.decode_budget_bytes,
                     max_side=2 * max(analysis.pixels.shape[:2]),
                 )
                 tiles = self._confirmed(closer.pixels, self._detect_tiled(closer.pixels, 256))
@@ -223,6 +224,7 @@ class IdPhotoPipeline:
             sharper = decode(
                 data,
                 max_pixels=self.config.imaging.max_pixels,
+                max_bytes=self.config.imaging.decode_budget_bytes,
                 max_side=math.ceil(longest * wanted),
             )
             ratio = sharper.scale / analysis.scale
@@ -283,6 +285,7 @@ class IdPhotoPipeline:
             analysis = decode(
                 data,
                 max_pixels=imaging.max_pixels,
+                max_bytes=imaging.decode_budget_bytes,
                 max_side=imaging.analysis_max_side,
                 at_least=False,
             )
@@ -310,6 +313,7 @@ class IdPhotoPipeline:
                 kept = decode(
                     data,
                     max_pixels=imaging.max_pixels,
+                    max_bytes=imaging.decode_budget_bytes,
                     max_side=math.ceil(max(analysis.full_size) * min(1.0, out_per_full)),
                     shrink=False,  # the render area-resamples only the region it shows
                 )

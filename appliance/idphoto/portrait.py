@@ -54,7 +54,11 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
     imaging = pipeline.config.imaging
     with timings("decode"):
         analysis = decode(
-            data, max_pixels=imaging.max_pixels, max_side=imaging.analysis_max_side, at_least=False
+            data,
+            max_pixels=imaging.max_pixels,
+            max_side=imaging.analysis_max_side,
+            at_least=False,
+            max_bytes=imaging.decode_budget_bytes,
         )
     _, marks, view, mask = pipeline._find_face_and_mask(data, analysis, timings)
     full_w, full_h = analysis.full_size
@@ -76,7 +80,10 @@ def make_portrait(pipeline: IdPhotoPipeline, data: bytes, request: ProductReques
     out_w, out_h = max(1, round(crop_w * scale)), max(1, round(crop_h * scale))
     with timings("decode_kept"):
         kept = decode(
-            data, max_pixels=imaging.max_pixels, max_side=math.ceil(max(full_w, full_h) * scale)
+            data,
+            max_pixels=imaging.max_pixels,
+            max_side=math.ceil(max(full_w, full_h) * scale),
+            max_bytes=imaging.decode_budget_bytes,
         )
     # full px -> output px: level the eyes about their midpoint, then crop and scale.
     roll = marks.roll

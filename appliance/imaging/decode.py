@@ -3,8 +3,11 @@
 Bytes come from cameras and strangers' uploads, so decoding refuses what is not an image, what
 is truncated, and what is over the pixel limit *before* allocating it. JPEGs are decoded with
 DCT scaling (Pillow's `draft`) straight to the size the caller needs: the models see a reduced
-decode, and only the pixels that are kept are decoded at full resolution. EXIF orientation is
-applied, so every caller sees the photo upright.
+decode, and only the pixels that are kept are decoded at full resolution. Other formats are
+decoded in full and reduced by a whole factor before any copy is made. With a byte budget
+(`max_bytes`), a decode is costed from the header first (`budget.py`): one over the budget is
+refused before it allocates, and a JPEG asked for more pixels than fit gets fewer. EXIF
+orientation is applied, so every caller sees the photo upright.
 """
 
 from __future__ import annotations
@@ -18,19 +21,19 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from appliance.errors import ImageError, ImageTooLargeError
+from appliance.imaging import heif, webp
+from appliance.imaging.budget import (
+    REDUCIBLE,
+    WHOLE_COPY_PIXELS,
+    ImageHeader,
+    decode_cost,
+    fit_max_side,
+    header_of,
+    too_large_message,
+)
 
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
-# EXIF orientation value -> the transpose that makes the photo upright.
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 _heif_registered = False
 
 
@@ -120,6 +123,63 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _webp_header(data: bytes, max_pixels: int) -> tuple[ImageHeader, int]:
+    found = webp.read_header(data)
+    width, height = found.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (imaging.max_pixels): send a smaller photo"
+        )
+    mode = "RGBA" if found.alpha else "RGB"
+    return ImageHeader("WEBP", mode, found.size, samples_per_px=len(mode)), found.orientation
+
+
+def _heif_header(data: bytes, max_pixels: int) -> ImageHeader:
+    found = heif.read_header(data)
+    width, height = found.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (imaging.max_pixels): send a smaller photo"
+        )
+    mode = "RGBA" if found.alpha else "RGB"
+    return ImageHeader("HEIF", mode, found.size, samples_per_px=len(mode))
+
+
+def _own_decoder(data: bytes) -> str | None:
+    """Formats decoded without Pillow's decoder (see webp.py and heif.py)."""
+    if webp.is_webp(data):
+        return "WEBP"
+    if heif.is_heif(data) and heif.available():
+        return "HEIF"
+    return None
+
+
+def probe(data: bytes, *, max_pixels: int) -> ImageHeader:
+    """Read only the header: the format, mode and size (refuses non-images and bombs)."""
+    kind = _own_decoder(data)
+    if kind == "WEBP":
+        return _webp_header(data, max_pixels)[0]
+    if kind == "HEIF":
+        return _heif_header(data, max_pixels)
+    image = _open(data, max_pixels)
+    try:
+        return header_of(image)
+    finally:
+        image.close()
+
+
+def check_decodable(data: bytes, *, max_pixels: int, max_bytes: int, max_side: int) -> ImageHeader:
+    """At upload, before storing: refuse what no decode at ``max_side`` (the models' reduced
+    size, the cheapest the pipeline needs) could do within ``max_bytes``."""
+    header = probe(data, max_pixels=max_pixels)
+    if fit_max_side(header, max_side, max_bytes, at_least=False) is None:
+        cost = decode_cost(header, max_side, at_least=False)
+        raise ImageTooLargeError(too_large_message(header, cost, max_bytes))
+    return header
+
+
 def decode(
     data: bytes,
     *,
@@ -127,6 +187,7 @@ def decode(
     max_side: int | None = None,
     at_least: bool = True,
     shrink: bool = True,
+    max_bytes: int | None = None,
 ) -> DecodedImage:
     """Decode upright RGB, at most `max_side` px on the longest side (None: full size).
 
@@ -134,9 +195,21 @@ def decode(
     that are kept. Without it a JPEG may come out anywhere between half and all of `max_side`,
     whichever DCT scale is cheapest: for the models, which resize anyway. With `shrink=False`
     a JPEG keeps the DCT scale's size (up to twice `max_side`) for a caller that resamples
-    only the region it needs.
+    only the region it needs. With `max_bytes`, a decode over that budget is refused
+    (ImageTooLargeError) and a JPEG may come out smaller than asked: read `scale`.
     """
+    kind = _own_decoder(data)
+    if kind is not None:
+        return _decode_own(kind, data, max_pixels, max_side, shrink, max_bytes)
     image = _open(data, max_pixels)
+    if max_bytes is not None:
+        header = header_of(image)
+        fitted = fit_max_side(header, max_side, max_bytes, at_least=at_least, shrink=shrink)
+        if fitted is None:
+            cost = decode_cost(header, max_side, at_least=at_least, shrink=shrink)
+            raise ImageTooLargeError(too_large_message(header, cost, max_bytes))
+        if max_side is not None or fitted < max(header.size):
+            max_side = fitted  # unchanged unless the budget asked for fewer pixels
     orientation = _orientation(image)
     stored_w, stored_h = image.size
     full_size = (stored_h, stored_w) if orientation in _SWAPS_AXES else (stored_w, stored_h)
@@ -151,18 +224,97 @@ def decode(
                 )
         image.load()
         kind = image.format or "unknown"
+        if max_side is not None:
+            image = _reduce(image, max_side * (1 if shrink else 2))
         upright = _to_rgb(image)
-        if orientation in _UPRIGHT:
-            upright = upright.transpose(_UPRIGHT[orientation])
+        pixels = _to_array(upright)
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError (and a few codecs as others).
         raise _corrupt(exc) from None
     except Image.DecompressionBombError:
         raise ImageTooLargeError("the image expands to too many pixels to decode safely") from None
-    pixels = np.asarray(upright, dtype=np.uint8)
+    finally:
+        image.close()
     if max_side is not None and max(pixels.shape[:2]) > max_side * (1 if shrink else 2):
         pixels = _shrink(pixels, max_side)
-    return DecodedImage(np.ascontiguousarray(pixels), full_size, kind)
+    return DecodedImage(_upright(pixels, orientation), full_size, kind)
+
+
+_STRIP_ROWS = 256
+
+
+def _decode_own(
+    kind: str,
+    data: bytes,
+    max_pixels: int,
+    max_side: int | None,
+    shrink: bool,
+    max_bytes: int | None,
+) -> DecodedImage:
+    """WebP and HEIC: decoded straight into one array (Pillow's path holds several copies)."""
+    if kind == "WEBP":
+        header, orientation = _webp_header(data, max_pixels)
+    else:
+        header, orientation = _heif_header(data, max_pixels), 1  # libheif turns it upright
+    if max_bytes is not None:
+        cost = decode_cost(header, max_side, shrink=shrink)
+        if cost > max_bytes:
+            raise ImageTooLargeError(too_large_message(header, cost, max_bytes))
+    width, height = header.size
+    full_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    pixels = webp.decode_pixels(data) if kind == "WEBP" else heif.decode_pixels(data)
+    if pixels.shape[:2] != (height, width):
+        raise ImageError(f"the {kind} image data does not match its header: send it again")
+    if max_side is not None and max(pixels.shape[:2]) > max_side * (1 if shrink else 2):
+        pixels = _shrink(pixels, max_side)
+    return DecodedImage(_upright(pixels, orientation), full_size, kind)
+
+
+def _to_array(image: Image.Image) -> np.ndarray:
+    """The RGB pixels as a NumPy array. Pillow's array interface first makes a full-size
+    ``bytes`` copy (and its chunks): fine up to a few megapixels, where it is the fastest way;
+    a larger image is copied strip by strip instead, so that copy never exists."""
+    width, height = image.size
+    if width * height <= WHOLE_COPY_PIXELS:
+        return np.asarray(image)
+    pixels = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, _STRIP_ROWS):
+        bottom = min(height, top + _STRIP_ROWS)
+        with image.crop((0, top, width, bottom)) as strip:
+            pixels[top:bottom] = np.asarray(strip)
+    image.close()
+    return pixels
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply the EXIF orientation in NumPy (one copy at the end, the Pillow image gone)."""
+    views = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    view = views.get(orientation)
+    return pixels if view is None else np.ascontiguousarray(view(pixels))
+
+
+def _reduce(image: Image.Image, limit: int) -> Image.Image:
+    """Box-reduce by a whole factor (at least ``limit`` px stays on the longest side) before
+    the RGB conversion and the NumPy copy, so neither is made at full size."""
+    factor = max(image.size) // limit
+    if factor < 2:
+        return image
+    source = image
+    if image.mode not in REDUCIBLE:
+        alpha = "A" in image.getbands() or "transparency" in image.info
+        image = image.convert("RGBA" if alpha else "RGB")
+        source.close()
+    reduced = image.reduce(factor)
+    image.close()  # the full-size pixels go now, not when the caller is done
+    return reduced
 
 
 def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:

@@ -230,6 +230,13 @@ class TFLiteModel:
             raw = [self._interpreter.get_tensor(o.index) for o in self.outputs]
         return [self._dequantize(spec, data) for spec, data in zip(self.outputs, raw, strict=True)]
 
+    def forget(self) -> None:
+        """Overwrite what the interpreter keeps of the last photo (its input tensor, every
+        activation in its arena, its outputs) by running once on a black image: called at a
+        wipe, since the arena is never freed and so never scrubbed."""
+        width, height = self.input_size
+        self.run(np.zeros((height, width, 3), np.uint8))
+
     def output_by_shape(self, outputs: list[np.ndarray], last_dim: int) -> np.ndarray:
         """Pick the output whose last dimension is `last_dim` (output order is not stable)."""
         for array in outputs:

@@ -76,6 +76,11 @@ class InferenceService:
             variants=choices,
         )
 
+    def forget(self) -> None:
+        """At a wipe: no model keeps activations of the session's photos (TFLiteModel.forget)."""
+        for model in self.models().values():
+            model.forget()
+
     def models(self) -> dict[str, TFLiteModel]:
         return {
             "face_detection_short_range": self.detector.model,

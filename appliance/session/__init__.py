@@ -26,6 +26,7 @@ from appliance.session.hardening import (
     workspace_fs_status,
 )
 from appliance.session.lifecycle import SessionManager, WipeHook
+from appliance.session.rootlock import WorkspaceInUseError, WorkspaceLockError
 from appliance.session.state import (
     LEGAL_TRANSITIONS,
     Download,
@@ -47,8 +48,10 @@ from appliance.session.workspace import (
     BlobIntegrityError,
     BlobNotFoundError,
     BlobRef,
+    SessionBudgetError,
     SessionWorkspace,
     Workspace,
+    WorkspaceAdmissionError,
     WorkspaceClosedError,
     WorkspaceError,
     WorkspaceFullError,
@@ -76,6 +79,7 @@ __all__ = [
     "RetentionPolicy",
     "RetentionTooLongError",
     "Session",
+    "SessionBudgetError",
     "SessionManager",
     "SessionNotFoundError",
     "SessionState",
@@ -88,9 +92,12 @@ __all__ = [
     "WipeOutcome",
     "WipeReason",
     "Workspace",
+    "WorkspaceAdmissionError",
     "WorkspaceClosedError",
     "WorkspaceError",
     "WorkspaceFullError",
+    "WorkspaceInUseError",
+    "WorkspaceLockError",
     "WorkspaceNotInRamError",
     "core_dump_status",
     "disable_core_dumps",

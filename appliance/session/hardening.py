@@ -300,5 +300,5 @@ def doctor_rows(config: Config) -> Iterator[DoctorRow]:
     """
     from appliance.doctor import DoctorRow  # the caller's row type; imported only when it runs
 
-    for check in (workspace_fs_status(config.session.workspace_dir), swap_status().check):
+    for check in (workspace_fs_status(config.workspace_dir), swap_status().check):
         yield DoctorRow(check.name, check.status, check.detail)

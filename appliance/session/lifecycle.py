@@ -37,7 +37,7 @@ from appliance.session.state import (
     WipeOutcome,
     WipeReason,
 )
-from appliance.session.workspace import Workspace, WorkspaceClosedError, WorkspaceFullError
+from appliance.session.workspace import SessionBudgetError, Workspace, WorkspaceClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,10 @@ class SessionManager:
             workspace = self._live(session_id, allowed).workspace
         try:
             blob = workspace.put(data)
-        except WorkspaceFullError:
-            # A session that cannot store its photos cannot deliver: end it cleanly.
+        except SessionBudgetError:
+            # Over its own budget: this session caused it and cannot deliver; end it cleanly.
+            # A full *shared* workspace (WorkspaceFullError) only refuses the write: the session
+            # keeps what it has, and no other customer's session is touched.
             self.wipe(session_id, WipeReason.WORKSPACE_FULL)
             raise
         item = StoredItem(secrets.token_urlsafe(9), blob, dict(metadata or {}))

@@ -298,6 +298,14 @@ def status_json() -> dict[str, Any]:
             "used_bytes": workspace.usage(),
             "max_bytes": workspace.max_bytes,
             "sessions": len(services.sessions.sessions()),
+            # Held or promised (each open session counts as at least its reserve): a new
+            # session is admitted while a reserve still fits.
+            "committed_bytes": workspace.committed(),
+            "session_max_bytes": workspace.session_max_bytes,
+            "session_reserve_bytes": workspace.session_reserve_bytes,
+            "room_for_a_new_session": workspace.committed()
+            + max(1, workspace.session_reserve_bytes)
+            <= workspace.max_bytes,
         },
     }
     if services.status is not None:

@@ -108,7 +108,7 @@ ROUTES: tuple[ApiRoute, ...] = (
         "Start a customer session",
         body=SessionBody,
         ok=201,
-        errors=(400,),
+        errors=(400, 503),
     ),
     ApiRoute("GET", _S, "get_session", "A session's state and contents", errors=(404,)),
     ApiRoute(
@@ -210,8 +210,8 @@ _STATUS_TEXT = {
     413: "Too large",
     415: "Not an image this appliance can read",
     422: "No face, several faces, face too small or cut off",
-    503: "Device unavailable",
-    507: "The session's workspace is full (the session was wiped)",
+    503: "Device unavailable, or no room for another session (finish one)",
+    507: "The workspace is full: the write is refused (a session over its own budget is wiped)",
 }
 
 

@@ -36,6 +36,7 @@ from appliance.session.state import (
 )
 from appliance.session.workspace import (
     BlobNotFoundError,
+    WorkspaceAdmissionError,
     WorkspaceClosedError,
     WorkspaceFullError,
 )
@@ -46,8 +47,9 @@ from appliance.web.users import CredentialError, SetupError
 logger = logging.getLogger(__name__)
 
 # First match wins, so subclasses come before their parents. WorkspaceFullError is 507
-# Insufficient Storage: the request was fine, the appliance ran out of room (and wiped the
-# session, see SessionManager._store); 413 stays reserved for a body over the upload limit.
+# Insufficient Storage: the request was fine, the appliance ran out of room (a session over
+# its own budget is wiped, see SessionManager._store); 413 stays reserved for a body over the
+# upload limit.
 STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (ImageTooLargeError, 413),
     (ImageError, 415),
@@ -60,6 +62,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (WorkspaceClosedError, 404),
     (LinkInvalidError, 404),
     (SessionStateError, 409),
+    (WorkspaceAdmissionError, 503),  # no room for a new session now: try again after a finish
     (WorkspaceFullError, 507),
     (DeviceUnavailableError, 503),
     (ModelError, 503),
@@ -86,6 +89,10 @@ GENERIC_MESSAGES = {
 # Errors whose text names what the caller sent (an id from the URL) or the appliance's insides
 # (a path, an errno): the client gets a fixed text instead, the same for everyone.
 FIXED_MESSAGES: tuple[tuple[type[BaseException], str], ...] = (
+    (
+        WorkspaceAdmissionError,
+        "There is no room for another customer session now: finish one, then start again.",
+    ),
     (WorkspaceFullError, "The photo workspace is full: finish other sessions, then try again."),
     (SessionNotFoundError, "No live session with that id (sessions are wiped when they end)."),
     (ItemNotFoundError, "Not in this session (or no longer: sessions are wiped when they end)."),

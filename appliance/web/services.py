@@ -77,6 +77,7 @@ class WebServices:
                 audit=self.audit,
                 camera=self.camera,
                 printer=self.printer,
+                imaging=self.config.imaging,
             )
 
     @property
