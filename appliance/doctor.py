@@ -93,6 +93,38 @@ def service_rows(config: Config, service: InferenceService) -> Iterator[DoctorRo
     yield DoctorRow("threads", "info", str(config.inference.num_threads))
     for name, picked in service.variants.items():
         yield DoctorRow(f"variant {name}", "info", f"{picked.variant}: {picked.reason}")
+        yield DoctorRow(f"timing {name}", "info", picked.timings())
+        if picked.runs_on:
+            yield DoctorRow(f"runs on {name}", "info", picked.runs_on)
+    yield from int8_build_rows(config)
+
+
+def int8_build_rows(config: Config) -> Iterator[DoctorRow]:
+    """Whether the int8 builds are present and what their gate said, per model."""
+    from appliance.inference.variants import read_manifest, verify_int8
+
+    directory = config.inference.models_dir
+    try:
+        builds = read_manifest(directory)
+        problems = {file: why for file, why in verify_int8(directory) if why}
+    except ApplianceError as exc:
+        yield DoctorRow("int8 builds", "warn", str(exc))
+        return
+    if not builds:
+        yield DoctorRow("int8 builds", "warn", f"none in {directory}: run `appliance models build`")
+        return
+    passed = sum(b.passed for b in builds.values())
+    yield DoctorRow(
+        "int8 builds",
+        "warn" if problems else "ok",
+        f"{len(builds)} present in {directory}, {passed} passed the accuracy gate"
+        + (f"; {len(problems)} files do not verify" if problems else ""),
+    )
+    for name, build in builds.items():
+        trouble = problems.get(build.file)
+        status: Status = "warn" if trouble else "info"
+        verdict = f"{'passed' if build.passed else 'FAILED'}: {build.gate_summary()}"
+        yield DoctorRow(f"int8 {name}", status, f"{trouble}; {verdict}" if trouble else verdict)
 
 
 Check = Callable[[Config], Iterator[DoctorRow]]
