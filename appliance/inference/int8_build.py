@@ -38,6 +38,7 @@ COMPUTING_PACKAGES = ("ai-edge-quantizer", "ai-edge-litert", "numpy", "opencv-py
 # The code that builds, feeds and gates the models: the wrappers make the calibration inputs,
 # the ID pipeline is part of the gate. Any edit to these rebuilds (a few minutes), never stale.
 SOURCE_PACKAGES = ("appliance/inference", "appliance/imaging", "appliance/idphoto")
+SOURCE_FILES = ("appliance/config.py", "appliance/idphoto/specs.toml")  # defaults, the spec
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,10 @@ def _version(package: str) -> str:
 def _source_digest() -> str:
     root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
-    for folder in SOURCE_PACKAGES:
-        for path in sorted((root / folder).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+    paths = [p for folder in SOURCE_PACKAGES for p in sorted((root / folder).rglob("*.py"))]
+    for path in [*paths, *(root / file for file in SOURCE_FILES)]:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
