@@ -123,7 +123,7 @@ def int8_build_rows(config: Config) -> Iterator[DoctorRow]:
     for name, build in builds.items():
         trouble = problems.get(build.file)
         status: Status = "warn" if trouble else "info"
-        verdict = f"{'passed' if build.passed else 'FAILED'}: {build.gate_summary()}"
+        verdict = build.gate_summary()  # "passed: ..." or "FAILED: ..., by how much"
         yield DoctorRow(f"int8 {name}", status, f"{trouble}; {verdict}" if trouble else verdict)
 
 

@@ -4,8 +4,8 @@ Which delegate loaded says little on its own: the Edge TPU delegate runs only th
 `edgetpu_compiler` mapped (each run of them becomes one `edgetpu-custom-op`), so an uncompiled
 model under that delegate runs wholly on the CPU, and a compiled one leaves unmapped ops there.
 For the Edge TPU this reads the model file: the custom ops are the TPU's, everything else is
-the CPU's. For the GPU or an external delegate it asks the interpreter which nodes a delegate
-took (LiteRT replaces each delegated run of ops by one DELEGATE node).
+the CPU's. For the CPU, the GPU or an external delegate it counts the interpreter's DELEGATE
+nodes (LiteRT adds one per delegated partition).
 """
 
 from __future__ import annotations
@@ -52,13 +52,12 @@ def placement(model: TFLiteModel) -> str:
     accelerator = model.accelerator.name
     if accelerator == "edgetpu":
         return edgetpu_placement(model.path.read_bytes(), model.path.name)
-    nodes = Counter(str(op["op_name"]) for op in model.op_details())
-    delegated = nodes.pop("DELEGATE", 0)
-    left = sum(nodes.values())
+    # LiteRT lists the original nodes and then one DELEGATE node per delegated partition; it
+    # does not say which original nodes a partition took, so only the partitions are counted.
+    partitions = sum(1 for op in model.op_details() if op["op_name"] == "DELEGATE")
+    plural = "s" if partitions != 1 else ""
     if accelerator == "cpu":
-        where = f"CPU: XNNPACK ({delegated} partition{'s' if delegated != 1 else ''})"
-        return where + (f", {left} ops on the reference kernels" if left else "")
-    if delegated == 0:
-        return f"CPU: the {accelerator} delegate took none of its {left} ops"
-    text = f"{accelerator} delegate (with XNNPACK): {delegated} delegated partitions"
-    return text + (f"; on the CPU's reference kernels: {_listing(nodes)}" if left else "")
+        return f"CPU: XNNPACK ({partitions} partition{plural})"
+    if partitions == 0:
+        return f"CPU: the {accelerator} delegate took none of the model's ops"
+    return f"{accelerator} delegate (with XNNPACK for the rest): {partitions} partition{plural}"
