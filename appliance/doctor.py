@@ -80,6 +80,45 @@ def _inference_rows(config: Config) -> Iterator[DoctorRow]:
         median = statistics.median(timings[1:])
         kind = f"{model.path.name}, {model.inputs[0].dtype} input, {width}x{height}"
         yield DoctorRow(f"latency {name}", "info", f"{median:.1f} ms median invoke ({kind})")
+    yield from _untimed_int8_rows(config, service)
+
+
+def _untimed_int8_rows(config: Config, service: InferenceService) -> Iterator[DoctorRow]:
+    """Both timings also where startup took none (the int8 build failed its gate, or the
+    config says float): the int8 file is not used, but how fast it would be here is known."""
+    from appliance.inference.registry import get_model
+    from appliance.inference.runtime import TFLiteModel
+    from appliance.inference.variants import median_invoke_ms, read_manifest, verify_int8
+
+    directory = config.inference.models_dir
+    try:
+        builds = read_manifest(directory)
+        bad = {file for file, problem in verify_int8(directory) if problem}
+    except ApplianceError:
+        return
+    for name, model in service.models().items():
+        choice, build = service.variants.get(name), builds.get(name)
+        if choice is None or choice.int8_ms is not None or build is None or build.file in bad:
+            continue
+        spec = get_model(name)
+        try:
+            int8 = TFLiteModel(
+                directory / build.file,
+                service.backend,
+                service.accelerator,
+                num_threads=config.inference.num_threads,
+                input_range=(spec.input_min, spec.input_max),
+            )
+        except ApplianceError as exc:
+            yield DoctorRow(f"int8 timing {name}", "info", f"the int8 file does not load: {exc}")
+            continue
+        use = "used" if choice.variant == "int8" else "not used"
+        yield DoctorRow(
+            f"int8 timing {name}",
+            "info",
+            f"float {median_invoke_ms(model):.2f} ms, int8 {median_invoke_ms(int8):.2f} ms "
+            f"median invoke here (the int8 file is {use}: {choice.variant} runs)",
+        )
 
 
 def service_rows(config: Config, service: InferenceService) -> Iterator[DoctorRow]:

@@ -156,3 +156,20 @@ def test_the_set_up_built_and_gated_every_model(models_dir: Path) -> None:
     rows = list(int8_build_rows(Config(inference=InferenceConfig(models_dir=models_dir))))
     assert rows[0].name == "int8 builds" and rows[0].status == "ok", rows[0]
     assert rows[0].detail.startswith(f"{len(NAMES)} present in {models_dir}")
+
+
+def test_doctor_times_both_variants_even_where_startup_did_not(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    from appliance.config import Config, InferenceConfig
+    from appliance.doctor import run_checks
+
+    directory = _built(models_dir, tmp_path, "0" * 64)
+    config = Config(inference=InferenceConfig(models_dir=directory, variant="float"))
+    rows = {row.name: row.detail for row in run_checks(config)}
+    for name in ("face_detection_short_range", "face_landmark", "selfie_segmentation"):
+        assert rows[f"variant {name}"].startswith('float: configured: variant = "float"')
+        assert rows[f"timing {name}"].startswith("not timed")
+        timing = rows[f"int8 timing {name}"]
+        assert timing.startswith("float ") and " ms, int8 " in timing, timing
+        assert timing.endswith("(the int8 file is not used: float runs)")
