@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 
 def _cmd_models(args: argparse.Namespace, config: Config) -> int:
-    from appliance.assets import fetch_files, verify_file
+    from appliance.assets import fetch_files, sha256_file, verify_file
     from appliance.inference.registry import MODELS, model_files
 
     directory = config.inference.models_dir
@@ -32,18 +32,31 @@ def _cmd_models(args: argparse.Namespace, config: Config) -> int:
         print(f"directory: {directory}")
         return 0
     if args.action == "build":
-        from appliance.inference.quantize import build_from_folder
+        from appliance.inference.edgetpu_build import edgetpu_step
 
-        if args.portraits is None:
-            raise ApplianceError("models build needs --portraits DIR (photos of one person each)")
-        report = build_from_folder(
-            args.portraits,
-            directory,
-            pattern=args.glob,
-            num_threads=config.inference.num_threads,
-            progress=print,
-        )
-        print("\n".join(report.lines()))
+        if args.portraits is None:  # the set-up's build: the pinned corpus, cached
+            from appliance.inference.int8_build import build_from_corpus
+
+            built = build_from_corpus(
+                directory,
+                num_threads=config.inference.num_threads,
+                force=args.force,
+                progress=print,
+            )
+            lines = list(built.lines)
+        else:
+            from appliance.inference.quantize import build_from_folder
+
+            report = build_from_folder(
+                args.portraits,
+                directory,
+                pattern=args.glob,
+                num_threads=config.inference.num_threads,
+                progress=print,
+            )
+            lines = report.lines()
+        print("\n".join(lines))
+        print("\n".join(edgetpu_step(directory, required=args.edgetpu, force=args.force)))
         return 0
     if args.action == "fetch":
         outcome = fetch_files(model_files(), directory, default_cache_dir(), force=args.force)
@@ -74,6 +87,21 @@ def _cmd_models(args: argparse.Namespace, config: Config) -> int:
             print(f"FAILED   {directory / file}: {problem} ({MANIFEST_NAME})")
         else:
             print(f"ok       {directory / file} (int8, {MANIFEST_NAME})")
+    from appliance.inference.edgetpu_build import EDGETPU_MANIFEST, read_edgetpu_manifest
+
+    try:
+        compiled = read_edgetpu_manifest(directory)
+    except ApplianceError as exc:
+        failures += 1
+        print(f"FAILED   {exc}")
+        compiled = {}
+    for entry in compiled.values():
+        path = directory / entry.file
+        if path.is_file() and sha256_file(path) == entry.sha256:
+            print(f"ok       {path} (Edge TPU, {EDGETPU_MANIFEST})")
+        else:
+            failures += 1
+            print(f"FAILED   {path}: missing or sha256 differs ({EDGETPU_MANIFEST})")
     return 1 if failures else 0
 
 
@@ -336,13 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="fetch, verify or list the pinned models")
     models.add_argument("action", choices=("fetch", "verify", "list", "build"))
-    models.add_argument("--force", action="store_true", help="fetch: replace files that exist")
+    models.add_argument(
+        "--force",
+        action="store_true",
+        help="fetch: replace files that exist; build: rebuild even when up to date",
+    )
     models.add_argument(
         "--portraits",
         type=Path,
-        help="build: folder of portraits to calibrate and check the int8 models",
+        help="build: your own portraits to calibrate and check with (default: the corpus)",
     )
     models.add_argument("--glob", default="*", help="build: which files in --portraits")
+    models.add_argument(
+        "--edgetpu",
+        action="store_true",
+        help="build: also compile for the Edge TPU; fail if edgetpu_compiler is absent",
+    )
     models.set_defaults(handler=_cmd_models)
 
     samples = sub.add_parser("samples", help="fetch the public-domain sample portraits")

@@ -285,6 +285,8 @@ class Daemon:
         camera = self.parts.get("camera")
         return {
             "accelerator": inference.accelerator.name,
+            # Per model: the variant it runs, why, and the startup timings that decided it.
+            "models": {name: choice.to_dict() for name, choice in inference.variants.items()},
             "camera": getattr(camera, "state", None),
             "doctor": [row.to_dict() for row in live_rows(self.config, inference)],
         }

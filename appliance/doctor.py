@@ -80,6 +80,45 @@ def _inference_rows(config: Config) -> Iterator[DoctorRow]:
         median = statistics.median(timings[1:])
         kind = f"{model.path.name}, {model.inputs[0].dtype} input, {width}x{height}"
         yield DoctorRow(f"latency {name}", "info", f"{median:.1f} ms median invoke ({kind})")
+    yield from _untimed_int8_rows(config, service)
+
+
+def _untimed_int8_rows(config: Config, service: InferenceService) -> Iterator[DoctorRow]:
+    """Both timings also where startup took none (the int8 build failed its gate, or the
+    config says float): the int8 file is not used, but how fast it would be here is known."""
+    from appliance.inference.registry import get_model
+    from appliance.inference.runtime import TFLiteModel
+    from appliance.inference.variants import median_invoke_ms, read_manifest, verify_int8
+
+    directory = config.inference.models_dir
+    try:
+        builds = read_manifest(directory)
+        bad = {file for file, problem in verify_int8(directory) if problem}
+    except ApplianceError:
+        return
+    for name, model in service.models().items():
+        choice, build = service.variants.get(name), builds.get(name)
+        if choice is None or choice.int8_ms is not None or build is None or build.file in bad:
+            continue
+        spec = get_model(name)
+        try:
+            int8 = TFLiteModel(
+                directory / build.file,
+                service.backend,
+                service.accelerator,
+                num_threads=config.inference.num_threads,
+                input_range=(spec.input_min, spec.input_max),
+            )
+        except ApplianceError as exc:
+            yield DoctorRow(f"int8 timing {name}", "info", f"the int8 file does not load: {exc}")
+            continue
+        use = "used" if choice.variant == "int8" else "not used"
+        yield DoctorRow(
+            f"int8 timing {name}",
+            "info",
+            f"float {median_invoke_ms(model):.2f} ms, int8 {median_invoke_ms(int8):.2f} ms "
+            f"median invoke here (the int8 file is {use}: {choice.variant} runs)",
+        )
 
 
 def service_rows(config: Config, service: InferenceService) -> Iterator[DoctorRow]:
@@ -93,6 +132,38 @@ def service_rows(config: Config, service: InferenceService) -> Iterator[DoctorRo
     yield DoctorRow("threads", "info", str(config.inference.num_threads))
     for name, picked in service.variants.items():
         yield DoctorRow(f"variant {name}", "info", f"{picked.variant}: {picked.reason}")
+        yield DoctorRow(f"timing {name}", "info", picked.timings())
+        if picked.runs_on:
+            yield DoctorRow(f"runs on {name}", "info", picked.runs_on)
+    yield from int8_build_rows(config)
+
+
+def int8_build_rows(config: Config) -> Iterator[DoctorRow]:
+    """Whether the int8 builds are present and what their gate said, per model."""
+    from appliance.inference.variants import read_manifest, verify_int8
+
+    directory = config.inference.models_dir
+    try:
+        builds = read_manifest(directory)
+        problems = {file: why for file, why in verify_int8(directory) if why}
+    except ApplianceError as exc:
+        yield DoctorRow("int8 builds", "warn", str(exc))
+        return
+    if not builds:
+        yield DoctorRow("int8 builds", "warn", f"none in {directory}: run `appliance models build`")
+        return
+    passed = sum(b.passed for b in builds.values())
+    yield DoctorRow(
+        "int8 builds",
+        "warn" if problems else "ok",
+        f"{len(builds)} present in {directory}, {passed} passed the accuracy gate"
+        + (f"; {len(problems)} files do not verify" if problems else ""),
+    )
+    for name, build in builds.items():
+        trouble = problems.get(build.file)
+        status: Status = "warn" if trouble else "info"
+        verdict = build.gate_summary()  # "passed: ..." or "FAILED: ..., by how much"
+        yield DoctorRow(f"int8 {name}", status, f"{trouble}; {verdict}" if trouble else verdict)
 
 
 Check = Callable[[Config], Iterator[DoctorRow]]

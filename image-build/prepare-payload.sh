@@ -82,7 +82,7 @@ from appliance.inference.variants import (
 
 source, models = Path(sys.argv[1]), Path(sys.argv[2])
 partial, final = models / ".int8.partial", models / "int8"
-rebuild = f"run `{BUILD_COMMAND} --portraits DIR` on the pinned models again"
+rebuild = f"run `{BUILD_COMMAND}` on the pinned models again"
 
 
 def refuse(why: str) -> NoReturn:
@@ -91,7 +91,7 @@ def refuse(why: str) -> NoReturn:
 
 
 if not (source / MANIFEST_NAME).is_file():
-    refuse(f"no {MANIFEST_NAME} there: run `{BUILD_COMMAND} --portraits DIR` with that models_dir")
+    refuse(f"no {MANIFEST_NAME} there: run `{BUILD_COMMAND}` with that models_dir")
 partial.mkdir(parents=True)
 shutil.copyfile(source / MANIFEST_NAME, partial / MANIFEST_NAME)
 try:
@@ -138,13 +138,39 @@ for name, build in sorted(builds.items()):
             "will run its float model",
             file=sys.stderr,
         )
+count = len(list(partial.iterdir())) - 1
+# The Edge TPU files, where `appliance models build` compiled some: each checked against
+# its record (edgetpu-models.json) and against the int8-io file it was compiled from.
+from appliance.inference.edgetpu_build import (
+    EDGETPU_MANIFEST,
+    edgetpu_file_name,
+    read_edgetpu_manifest,
+)
+
+compiled = {}
+if (source / EDGETPU_MANIFEST).is_file():
+    shutil.copyfile(source / EDGETPU_MANIFEST, partial / EDGETPU_MANIFEST)
+    try:
+        compiled = read_edgetpu_manifest(partial)
+    except ApplianceError as exc:
+        refuse(str(exc))
+for name, entry in sorted(compiled.items()):
+    build = builds.get(name)
+    if build is None or entry.source_sha256 != build.integer_io_sha256:
+        refuse(f"{entry.file} was not compiled from this build's {name} int8-io file")
+    if entry.file != edgetpu_file_name(name) or not (source / entry.file).is_file():
+        refuse(f"{EDGETPU_MANIFEST} names {entry.file!r} for {name}, which is not there")
+    shutil.copyfile(source / entry.file, partial / entry.file)
+    if sha256_file(partial / entry.file) != entry.sha256:
+        refuse(f"{source / entry.file} does not match its sha256 in {EDGETPU_MANIFEST}")
 partial.rename(final)
-count = len(list(final.iterdir())) - 1
 print(
     f"[payload] int8: {count} files of {len(builds)} models, sha256 verified; passed the gate: "
     f"{', '.join(passed) or 'none'}",
     file=sys.stderr,
 )
+if compiled:
+    print(f"[payload] Edge TPU: {len(compiled)} files, sha256 verified", file=sys.stderr)
 PY
 fi
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -166,3 +168,26 @@ def test_memory_benchmark_smoke(tmp_path: Path) -> None:
     assert results["png-64mp-solid"]["outcome"] == "upload 413 image_too_large"
     for r in results.values():
         assert r["peak_rss_mb"] >= r["rss_at_ready_mb"] > 0
+
+
+@pytest.mark.slow
+def test_int8_build_benchmark_smoke(tmp_path: Path) -> None:
+    """One model built from scratch on the corpus, then the no-op rerun (about a minute)."""
+    out = tmp_path / "int8.json"
+    script = str(ROOT / "benchmarks" / "bench_int8_build.py")
+    result = subprocess.run(
+        [sys.executable, script, "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        cwd=ROOT,
+    )
+    if result.returncode == 3:
+        pytest.skip(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["second_run_built"] is False
+    assert set(data["per_model_s"]) == {"face_detection_short_range"}
+    metrics = data["distribution"]["face_detection_short_range"]
+    assert metrics["face box IoU"]["samples"] >= 39

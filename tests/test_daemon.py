@@ -258,6 +258,19 @@ def test_whole_session_by_buttons_with_real_cups_under_strace(
         assert doctor["accelerator"]["detail"].startswith("cpu")
         assert doctor["printer"]["status"] == "ok", doctor["printer"]
         assert "cups job files" in doctor
+        # Per model: the variant it runs, why, both startup timings, and where it runs.
+        models = daemon.call("GET", "/api/v1/status")["appliance"]["models"]
+        assert set(models) == {
+            "face_detection_short_range",
+            "face_detection_full_range",
+            "face_landmark",
+            "selfie_segmentation",
+        }
+        for name, model in models.items():
+            assert model["variant"] in ("float", "int8") and model["reason"], name
+            assert {"float_ms", "int8_ms", "file"} <= set(model), name
+            assert model["runs_on"].startswith("CPU: XNNPACK"), model["runs_on"]
+            assert doctor[f"variant {name}"]["detail"].startswith(model["variant"])
         session = daemon.call("POST", "/api/v1/sessions")["id"]
         daemon.call("POST", f"/api/v1/sessions/{session}/consent")
         # Capture: the button takes the photo and makes the default product.

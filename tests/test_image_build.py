@@ -869,6 +869,19 @@ def _other_float_models(directory: Path) -> None:
     _edit_manifest(directory, change)
 
 
+def _altered_edgetpu_file(directory: Path) -> None:
+    """Edge TPU files compiled (by the stand-in compiler), then one of them altered."""
+    from test_edgetpu import FAKE_COMPILER
+
+    from appliance.inference.edgetpu_build import compile_edgetpu, edgetpu_file_name
+
+    program = directory.parent / "edgetpu_compiler"
+    program.write_text(FAKE_COMPILER)
+    program.chmod(0o755)
+    compile_edgetpu(directory, compiler=str(program))
+    _flip_byte(directory / edgetpu_file_name("face_landmark"))
+
+
 def _escaping_name(directory: Path) -> None:
     def change(entry: dict[str, Any]) -> None:
         entry["file"] = f"../{entry['file']}"
@@ -908,8 +921,14 @@ def _escaping_name(directory: Path) -> None:
             id="file-name-outside-the-directory",
         ),
         pytest.param(
+            _altered_edgetpu_file,
+            r"face_landmark\.int8-io_edgetpu\.tflite does not match its sha256 in "
+            r"edgetpu-models\.json",
+            id="altered-compiled-edgetpu-file",
+        ),
+        pytest.param(
             lambda d: (d / MANIFEST_NAME).unlink(),
-            r"no quantized-models\.json there: run `appliance models build --portraits DIR`",
+            r"no quantized-models\.json there: run `appliance models build`",
             id="no-manifest",
         ),
     ],

@@ -50,7 +50,7 @@ from appliance.inference.quantize_eval import (
     Runner,
     calibration_samples,
     id_gate,
-    id_geometry,
+    id_subjects,
     model_gate,
 )
 from appliance.inference.registry import MODELS, get_model, verified_model_path
@@ -463,12 +463,15 @@ def build_one(
     runner: Runner,
     out_dir: Path,
     calibration: Sequence[Portrait],
-    holdout: Sequence[Portrait],
+    holdouts: tuple[Sequence[Portrait], Sequence[Portrait]],
     float_id: dict[str, dict[str, float]],
     spec_id: str,
     measure_latency: bool,
 ) -> ModelBuild:
-    """Build, gate and describe `name`'s two int8 files (the combined check comes later)."""
+    """Build, gate and describe `name`'s two int8 files (the combined check comes later).
+    `holdouts`: the held-out portraits as the model checks see them, and as the ID check
+    does (`id_subjects`)."""
+    holdout, id_holdout = holdouts
     source = verified_model_path(name, runner.models_dir)
     prepared, notes = prepare_float_model(source.read_bytes())
     samples = calibration_samples(name, calibration, runner.service())
@@ -491,7 +494,7 @@ def build_one(
     float_model, int8_model = runner.model(source, name), runner.model(target, name)
     gate = model_gate(name, float_model, int8_model, runner, holdout)
     if name in PIPELINE_MODELS:
-        gate.append(id_gate(float_id, runner.service({name: target}), holdout, spec_id))
+        gate.append(id_gate(float_id, runner.service({name: target}), id_holdout, spec_id))
     else:
         notes.append("not used by the ID pipeline, so no ID photo check")
     if name == "face_detection_full_range":
@@ -537,10 +540,12 @@ def build_models(
     spec_id: str = "icao-35x45",
     measure_latency: bool = True,
     progress: Callable[[str], None] = lambda _line: None,
+    inputs: dict[str, Any] | None = None,
 ) -> BuildReport:
     """Build, gate and record the int8 variants of `names` (default: every model) into
     `out_dir` (default: the models directory, where the runtime looks for them). The manifest
-    written there describes this build only."""
+    written there describes this build only; `inputs` (the set-up's cache key, `int8_build`)
+    is recorded in it as given."""
     try:
         import ai_edge_quantizer  # noqa: F401 - only to say what is missing, before any work
     except ImportError:
@@ -556,21 +561,28 @@ def build_models(
     if {p.sha256 for p in calibration} & {p.sha256 for p in holdout}:
         raise ApplianceError("a held-out portrait is also in the calibration set")
     runner = Runner(models_dir, num_threads)
-    float_id = {}
-    for portrait in holdout:
-        with contextlib.suppress(ApplianceError):
-            float_id[portrait.name] = id_geometry(runner.service(), portrait.data, spec_id)
+    # The ID check's own copies: close-ups cropped at the crown are checked framed.
+    float_id, id_holdout, framed_count = id_subjects(runner.service(), holdout, spec_id)
+    if framed_count:
+        progress(f"ID check: {framed_count} of {len(holdout)} held-out portraits framed")
     builds, paths = [], {}
     for name in names or list(MODELS):
         progress(f"building {name}")
         builds.append(
             build_one(
-                name, runner, out_dir, calibration, holdout, float_id, spec_id, measure_latency
+                name,
+                runner,
+                out_dir,
+                calibration,
+                (holdout, id_holdout),
+                float_id,
+                spec_id,
+                measure_latency,
             )
         )
         paths[name] = out_dir / builds[-1].file
         progress(f"  {builds[-1].gate_summary()}")
-    builds = _with_combined_check(builds, paths, float_id, runner, holdout, spec_id)
+    builds = _with_combined_check(builds, paths, float_id, runner, id_holdout, spec_id)
     from ai_edge_quantizer import recipe
 
     manifest = {
@@ -600,9 +612,12 @@ def build_models(
             "images": [{"name": p.name, "sha256": p.sha256} for p in holdout],
             "augmentations": ["as is", "mirrored"],
             "id_spec": spec_id,
+            "id_check_framed": framed_count,
         },
         "models": [b.to_dict() for b in builds],
     }
+    if inputs is not None:
+        manifest["inputs"] = inputs
     path = out_dir / MANIFEST_NAME
     _write(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return BuildReport(out_dir, path, tuple(builds))

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from appliance.config import Config, InferenceConfig
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, SubjectCutError
 from appliance.imaging.decode import decode
 from appliance.inference.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
 from appliance.inference.landmarks import FaceLandmarker, face_crop_affine
@@ -272,6 +272,53 @@ def id_geometry(service: InferenceService, data: bytes, spec_id: str) -> dict[st
     pipeline = IdPhotoPipeline(service, Config(inference=InferenceConfig(accelerator="cpu")))
     geometry = pipeline.process(data, ProductRequest(spec_id=spec_id)).report["geometry"]
     return {k: float(geometry[k]) for k in ("crown_y", "chin_y", "eye_line_y") if k in geometry}
+
+
+def framed(data: bytes) -> bytes:
+    """The photo on a larger canvas: room above the hair and beside it in the border's median
+    colour, and the clothes continued downwards. Close-up portraits (the corpus's are cropped at
+    the crown) become photos the ID pipeline accepts; float and int8 see the same bytes."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ApplianceError("the held-out photo does not decode")
+    height = image.shape[0]
+    top, side = round(0.4 * height), round(0.2 * height)
+    border = np.concatenate([image[0], image[:, 0], image[:, -1]])
+    colour = [float(v) for v in np.median(border, axis=0)]
+    image = cv2.copyMakeBorder(image, 0, side, 0, 0, cv2.BORDER_REPLICATE)
+    image = cv2.copyMakeBorder(image, top, 0, side, side, cv2.BORDER_CONSTANT, value=colour)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ApplianceError("the framed held-out photo does not encode")
+    return encoded.tobytes()
+
+
+def id_subjects(
+    service: InferenceService, holdout: Sequence[Portrait], spec_id: str
+) -> tuple[dict[str, dict[str, float]], list[Portrait], int]:
+    """The float pipeline's ID geometry per held-out portrait, the portraits as the ID check
+    feeds them, and how many needed `framed`: a photo the float pipeline refuses as cut off is
+    checked on its framed copy; one it still refuses (two faces, ...) is not compared."""
+    reference: dict[str, dict[str, float]] = {}
+    fed: list[Portrait] = []
+    count = 0
+    for portrait in holdout:
+        try:
+            reference[portrait.name] = id_geometry(service, portrait.data, spec_id)
+        except SubjectCutError:
+            copy = dataclasses.replace(portrait, data=framed(portrait.data))
+            try:
+                reference[portrait.name] = id_geometry(service, copy.data, spec_id)
+            except ApplianceError:
+                fed.append(portrait)
+                continue
+            fed.append(copy)
+            count += 1
+            continue
+        except ApplianceError:
+            pass
+        fed.append(portrait)
+    return reference, fed, count
 
 
 def id_gate(

@@ -193,6 +193,11 @@ class TFLiteModel:
             return f"{self.path.name} cannot be loaded: {hint} ({text[:200]})"
         return f"{self.path.name} cannot be loaded by {self.backend.name}: {text[:300]}"
 
+    def op_details(self) -> list[dict[str, Any]]:
+        """The interpreter's nodes after delegation (a DELEGATE node per delegated run)."""
+        details = getattr(self._interpreter, "_get_ops_details", None)
+        return list(details()) if callable(details) else []
+
     @property
     def input_size(self) -> tuple[int, int]:
         """(width, height) the model takes."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.config import InferenceConfig
 from appliance.inference.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
 from appliance.inference.landmarks import FaceLandmarker
+from appliance.inference.placement import placement
 from appliance.inference.registry import get_model, verified_model_path
 from appliance.inference.runtime import (
     AcceleratorChoice,
@@ -56,7 +58,10 @@ class InferenceService:
                 )
 
             float_path = verified_model_path(name, config.models_dir)
-            model, choices[name] = select_model(name, float_path, setting, open_file)
+            model, choice = select_model(
+                name, float_path, setting, open_file, edgetpu=accelerator.name == "edgetpu"
+            )
+            choices[name] = dataclasses.replace(choice, runs_on=placement(model))
             return model
 
         return cls(

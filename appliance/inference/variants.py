@@ -190,6 +190,23 @@ class VariantChoice:
     reason: str
     float_ms: float | None = None
     int8_ms: float | None = None
+    runs_on: str = ""  # where the loaded model runs (`placement`), set once it is loaded
+
+    def timings(self) -> str:
+        """Both startup timings, or why they were not taken."""
+        if self.float_ms is None or self.int8_ms is None:
+            return "not timed (only an int8 build that passed its gate is timed, with auto)"
+        return f"float {self.float_ms:.2f} ms, int8 {self.int8_ms:.2f} ms median invoke"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "file": self.path.name,
+            "reason": self.reason,
+            "float_ms": None if self.float_ms is None else round(self.float_ms, 3),
+            "int8_ms": None if self.int8_ms is None else round(self.int8_ms, 3),
+            "runs_on": self.runs_on,
+        }
 
 
 def int8_candidate(name: str, models_dir: Path, float_sha256: str) -> tuple[Path | None, str]:
@@ -226,6 +243,21 @@ def median_invoke_ms(model: TFLiteModel, invokes: int = TIMED_INVOKES) -> float:
     return statistics.median(timings)
 
 
+def _edgetpu_int8(
+    name: str, models_dir: Path, load: Callable[[Path], TFLiteModel]
+) -> tuple[TFLiteModel | None, Path | None, str]:
+    """The Edge TPU build of `name`, loaded, or None and why not (said in the reason)."""
+    from appliance.inference.edgetpu_build import edgetpu_candidate
+
+    path, why = edgetpu_candidate(name, models_dir)
+    if path is None:
+        return None, None, why
+    try:
+        return load(path), path, why
+    except ApplianceError as exc:  # the delegate rejected the compiled graph
+        return None, None, f"{path.name} does not load on the Edge TPU: {exc}"
+
+
 def select_model(
     name: str,
     float_path: Path,
@@ -233,19 +265,31 @@ def select_model(
     load: Callable[[Path], TFLiteModel],
     *,
     timer: Callable[[TFLiteModel], float] = median_invoke_ms,
+    edgetpu: bool = False,
 ) -> tuple[TFLiteModel, VariantChoice]:
-    """Load the variant `name` should run under `setting` ("auto", "float" or "int8")."""
+    """Load the variant `name` should run under `setting` ("auto", "float" or "int8").
+    With `edgetpu` (the Edge TPU delegate loaded) the compiled int8 build is the int8
+    candidate when it checks out; otherwise the CPU int8 build is, and the reason says why."""
     if setting == "float":
         choice = VariantChoice(name, "float", float_path, 'configured: variant = "float"')
         return load(float_path), choice
-    candidate, why = int8_candidate(name, float_path.parent, get_model(name).file.sha256)
-    if candidate is None:
-        return load(float_path), VariantChoice(name, "float", float_path, why)
-    try:
-        int8_model = load(candidate)
-    except ApplianceError as exc:  # e.g. a delegate that cannot take this int8 graph
-        reason = f"{why}, but it does not load here: {exc}"
-        return load(float_path), VariantChoice(name, "float", float_path, reason)
+    tpu_note = ""
+    if edgetpu:
+        compiled, compiled_path, tpu_why = _edgetpu_int8(name, float_path.parent, load)
+        if compiled is not None and compiled_path is not None:
+            candidate, why, int8_model = compiled_path, tpu_why, compiled
+        else:
+            tpu_note = f"; Edge TPU file not used: {tpu_why}"
+    if not edgetpu or tpu_note:
+        found, why = int8_candidate(name, float_path.parent, get_model(name).file.sha256)
+        if found is None:
+            return load(float_path), VariantChoice(name, "float", float_path, why + tpu_note)
+        try:
+            int8_model = load(found)
+        except ApplianceError as exc:  # e.g. a delegate that cannot take this int8 graph
+            reason = f"{why}, but it does not load here: {exc}{tpu_note}"
+            return load(float_path), VariantChoice(name, "float", float_path, reason)
+        candidate, why = found, why + tpu_note
     if setting == "int8":
         reason = f'configured: variant = "int8"; {why}'
         return int8_model, VariantChoice(name, "int8", candidate, reason)
