@@ -23,7 +23,8 @@ apt_packages=(python3 python3-venv python3-pip)
 if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
   # strace: the no-plaintext test traces the daemon; systemd: systemd-analyze for the units;
   # cups: a real cupsd for the printing tests; chromium: the browser tests (driven by
-  # Playwright, never its own browser download); mmdebstrap: the image smoke build.
+  # Playwright, never its own browser download); mmdebstrap: the image smoke build and the
+  # aarch64 tier's userlands (scripts/aarch64-userland.sh).
   apt_packages+=(strace systemd cups cups-client cups-bsd chromium mmdebstrap fonts-dejavu-core)
 fi
 if [ "$profile" = "slow" ]; then
@@ -60,4 +61,13 @@ fi
 # The pinned models and sample portraits, fetched and verified by sha256 (no-op when present).
 "$venv/bin/appliance" models fetch >/dev/null
 "$venv/bin/appliance" samples fetch --dir "$root/samples" >/dev/null
+
+# The aarch64 tier's userlands (tests/test_aarch64.py): Raspberry Pi OS's two bases as Debian
+# arm64 trees with the pinned aarch64 wheels, and Debian's qemu-aarch64 to run them; made once
+# under ~/.cache/appliance/aarch64 (about 0.4 GB each), then only looked up.
+if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
+  for suite in bookworm trixie; do
+    "$root/scripts/aarch64-userland.sh" "$suite" >/dev/null
+  done
+fi
 log "ready ($profile)"
