@@ -110,12 +110,18 @@ def run_all(jobs: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, str]
         )
         for name, (command, env) in jobs.items()
     }
-    outputs = {}
-    for name, process in started.items():
-        stdout, stderr = process.communicate(timeout=1200)
-        assert process.returncode == 0, f"{name} failed ({process.returncode}):\n{stderr[-3000:]}"
-        outputs[name] = stdout
-    return outputs
+    finished = {}
+    try:
+        for name, process in started.items():
+            finished[name] = (*process.communicate(timeout=1200), process.returncode)
+    finally:
+        for process in started.values():  # on a timeout, none is left running
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for name, (_, stderr, code) in finished.items():
+        assert code == 0, f"{name} failed ({code}):\n{stderr[-3000:]}"
+    return {name: stdout for name, (stdout, _, _) in finished.items()}
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,16 @@ root="${1:?usage: $0 ROOTFS}"
 : "${APPLIANCE_FILES:?}"
 
 # Filesystems: / on the card; /var/tmp and CUPS's old spool and job cache as tmpfs
-# (files/fstab); /tmp as tmpfs through systemd's own tmp.mount.
+# (files/fstab); /tmp as tmpfs through systemd's own tmp.mount. Debian 12 ships that unit
+# unused in /usr/share/systemd/; Debian 13 ships it in the unit path, statically on and
+# without an [Install] section. Either way the image gets its own enabled copy in /etc.
 install -m 0644 "$APPLIANCE_FILES/fstab" "$root/etc/fstab"
-cp "$root/usr/share/systemd/tmp.mount" "$root/etc/systemd/system/tmp.mount"
+tmp_mount="$root/usr/share/systemd/tmp.mount"
+[ -f "$tmp_mount" ] || tmp_mount="$root/usr/lib/systemd/system/tmp.mount"
+cp "$tmp_mount" "$root/etc/systemd/system/tmp.mount"
+if ! grep -q '^\[Install\]' "$root/etc/systemd/system/tmp.mount"; then
+  printf '\n[Install]\nWantedBy=local-fs.target\n' >> "$root/etc/systemd/system/tmp.mount"
+fi
 in_root systemctl enable tmp.mount
 
 # No swap on the card: Pi OS's swap file service is masked (whether installed or not)
