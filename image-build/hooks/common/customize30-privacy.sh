@@ -29,6 +29,15 @@ rm -f "$root/var/swap"
 # Logs: the journal is volatile (systemd/journald.conf.d/, installed by customize20);
 # no persistent journal directory, and no syslog daemon copying it to /var/log.
 rm -rf "$root/var/log/journal"
+# Debian 13's systemd ships journald.conf.d/syslog.conf (ForwardToSyslog=yes), which sorts
+# after the appliance's drop-in and so would win; a file of the same name in /etc replaces it.
+if [ -f "$root/usr/lib/systemd/journald.conf.d/syslog.conf" ]; then
+  cat > "$root/etc/systemd/journald.conf.d/syslog.conf" <<'CONF'
+# Replaces systemd's syslog.conf (image-build customize30-privacy.sh): no syslog forwarding.
+[Journal]
+ForwardToSyslog=no
+CONF
+fi
 # shellcheck disable=SC2016 # ${Status} is dpkg-query's field, not a shell variable
 if in_root dpkg-query -W -f='${Status}' rsyslog 2>/dev/null | grep -q 'ok installed'; then
   in_root apt-get purge -y -q rsyslog
