@@ -64,7 +64,8 @@ fi
 
 # The aarch64 tier's userlands (tests/test_aarch64.py): Raspberry Pi OS's two bases as Debian
 # arm64 trees with the pinned aarch64 wheels, and Debian's qemu-aarch64 to run them; made once
-# under ~/.cache/appliance/aarch64 (about 0.4 GB each), then only looked up.
+# under ~/.cache/appliance/aarch64 (about 0.35 GB a base; the two newest trees of each are
+# kept), then only looked up.
 if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
   for suite in bookworm trixie; do
     "$root/scripts/aarch64-userland.sh" "$suite" >/dev/null
