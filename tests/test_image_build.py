@@ -88,6 +88,10 @@ INT8_PORTRAITS = "hivision-test[0-3].jpg"
 INT8_INPUTS = ("appliance", "pyproject.toml")
 INT8_PACKAGES = ("ai-edge-quantizer", "ai-edge-litert", "numpy", "opencv-python-headless")
 
+# The smoke build's base: bookworm (Python 3.11) by default; APPLIANCE_SMOKE_SUITE=trixie runs
+# this module on Debian 13 (Python 3.13) instead.
+SMOKE_SUITE = os.environ.get("APPLIANCE_SMOKE_SUITE", "bookworm")
+SMOKE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}[SMOKE_SUITE]
 ANALYZE = shutil.which("systemd-analyze")
 SYSTEMCTL = shutil.which("systemctl")
 
@@ -247,11 +251,12 @@ def int8_models(int8_source: Path | None) -> Path:
 def built(int8_source: Path | None) -> BuiltRoot:
     if _build_skip_reason() is not None:
         pytest.skip(str(_build_skip_reason()))
-    args, extra = ["--target", "amd64"], ""
+    suite = SMOKE_SUITE
+    args, extra = ["--target", "amd64", "--suite", suite], ""
     if int8_source is not None:  # ship the int8 models: the tree changes when they do
         args += ["--int8-from", str(int8_source)]
         extra = "+int8:" + hashlib.sha256((int8_source / MANIFEST_NAME).read_bytes()).hexdigest()
-    result = build_rootfs("amd64", args, extra)
+    result = build_rootfs("amd64" if suite == "bookworm" else f"amd64-{suite}", args, extra)
     how = f"built in {result.build_seconds:.0f} s" if result.build_seconds else "reused"
     print(f"\nsmoke rootfs {result.path}: {how}" + (" (with int8 models)" if extra else ""))
     return BuiltRoot(result.path, result.build_seconds, int8_source)
@@ -655,8 +660,8 @@ def test_venv_holds_exactly_the_pinned_wheels(rootfs: Path) -> None:
     result = in_rootfs(rootfs, f"{VENV_BIN}/python", "-I", "-c", script)
     assert result.returncode == 0, result.stderr
     version, prefix = json.loads(result.stdout)
-    assert version.startswith("3.11.") and prefix == "/opt/appliance/venv"
-    venv_site = "/opt/appliance/venv/lib/python3.11/site-packages"
+    assert version.startswith(SMOKE_PYTHON + ".") and prefix == "/opt/appliance/venv"
+    venv_site = f"/opt/appliance/venv/lib/python{SMOKE_PYTHON}/site-packages"
     dists = {}
     for info in inside(rootfs, venv_site).glob("*.dist-info"):
         name, version = info.name.removesuffix(".dist-info").split("-")
@@ -688,7 +693,7 @@ def test_appliance_doctor_in_the_image_reports_models_verified(
         assert row["status"] == "ok", f"{name}: {row['detail']}"
         assert row["detail"].startswith("sha256 verified (/opt/appliance/models/"), row
     assert rows["runtime"]["status"] == "ok"
-    assert rows["python"]["detail"].startswith("3.11.")
+    assert rows["python"]["detail"].startswith(SMOKE_PYTHON + ".")
 
 
 @pytest.mark.parametrize("unit", ["appliance.service", "appliance-firstboot.service"])

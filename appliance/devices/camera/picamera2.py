@@ -8,7 +8,10 @@ before each still. Every picamera2 call that waits is given a timeout, so an unp
 cable turns into ``CameraUnavailable`` instead of a hang.
 
 On Raspberry Pi OS picamera2 comes from apt (``python3-picamera2``); the venv must then be
-created with ``--system-site-packages`` to see it.
+created with ``--system-site-packages`` to see it. Of the compiled helpers picamera2 imports,
+only simplejpeg uses numpy's C API, so the OS's build (against Debian's numpy 1.24 on
+Bookworm) cannot load beside the venv's numpy 2; the venv therefore carries the pinned
+simplejpeg wheel (the ``pi`` extra), which picamera2 then imports instead (docs/aarch64.md).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ logger = logging.getLogger(__name__)
 def _picamera2_class() -> Any:
     try:
         from picamera2 import Picamera2
-    except ImportError as error:
+    # ValueError: a compiled module built against numpy 1.x fails its import-time check
+    # ("numpy.dtype size changed") under numpy 2 with ValueError, not ImportError.
+    except (ImportError, ValueError) as error:
         if isinstance(error, ModuleNotFoundError) and error.name == "picamera2":
             raise CameraConfigError(
                 "picamera2 is not installed: on Raspberry Pi OS run `apt install "
@@ -45,10 +50,11 @@ def _picamera2_class() -> Any:
 
             hint = (
                 f"; Debian's picamera2 packages are built against Debian's numpy, this venv has "
-                f"numpy {numpy.__version__}"
+                f"numpy {numpy.__version__}: install the appliance with its `pi` extra (the "
+                "image does), which puts simplejpeg built for numpy 2 into the venv"
             )
         raise CameraConfigError(
-            f"picamera2 is installed but cannot be loaded ({detail}){hint}: reinstall "
+            f"picamera2 is installed but cannot be loaded ({detail}){hint}; otherwise reinstall "
             'python3-picamera2, or set camera.backend = "opencv" for a USB camera'
         ) from error
     return Picamera2

@@ -24,7 +24,7 @@ install -d "$root$stage/cache/appliance"   # XDG_CACHE_HOME/appliance: where the
 cp "$APPLIANCE_PAYLOAD/models/"*.whl "$root$stage/cache/appliance/"
 cp "$APPLIANCE_PAYLOAD/js/"*.tgz "$root$stage/cache/appliance/"
 cp "$APPLIANCE_PAYLOAD/constraints.txt" "$root$stage/constraints.txt"
-version="$(cat "$APPLIANCE_PAYLOAD/version")"
+requirement="$(cat "$APPLIANCE_PAYLOAD/requirement")"   # appliance[extras]==version
 
 install -d -m 0755 "$root/opt/appliance" "$root/etc/appliance"
 install -m 0644 "$APPLIANCE_FILES/appliance.toml" "$root/etc/appliance/appliance.toml"
@@ -34,6 +34,8 @@ install -m 0644 "$APPLIANCE_REPO/docs/config.example.toml" "$root/opt/appliance/
 # On the Pi, picamera2 and the libcamera bindings exist only as Debian packages, so the
 # venv must see the system site-packages there; --ignore-installed below still puts every
 # pinned wheel into the venv, so a Debian copy of numpy & co. never stands in for a pin.
+# The Pi's requirement carries the `pi` extra: the pinned simplejpeg wheel (built for numpy
+# 2), which picamera2 then imports instead of the OS's build (docs/aarch64.md).
 # The venv gets no pip of its own (nothing on the device installs packages): Debian's
 # bundled pip wheel (python3-pip-whl) installs into it, from the payload only.
 venv_args=(--without-pip)
@@ -44,7 +46,7 @@ pip_wheel="$(find "$root/usr/share/python-wheels" -maxdepth 1 -name 'pip-*.whl' 
 in_root PIP_NO_INDEX=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
   /opt/appliance/venv/bin/python "/usr/share/python-wheels/$pip_wheel/pip" install --quiet \
   --ignore-installed --no-compile \
-  --find-links "$stage/wheels" --constraint "$stage/constraints.txt" "appliance==$version"
+  --find-links "$stage/wheels" --constraint "$stage/constraints.txt" "$requirement"
 # Bytecode now, on both cores: at run time /opt is read-only to the daemon (ProtectSystem=).
 # unchecked-hash: the venv never changes in place (a new image replaces it), so imports
 # need not stat or hash any source file.
