@@ -5,7 +5,11 @@ firstboot, setup-code, token, mfa-reset and audit. Each takes `--state-dir` (see
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 from appliance.config import Config
@@ -19,7 +23,31 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     if args.demo:
         config = demo_config(config, Path("samples").absolute())
     daemon = Daemon(config, bind=args.bind, port=args.port, http_port=args.http_port)
-    return daemon.run()
+    return leave_after_stop(daemon.run())
+
+
+def leave_after_stop(code: int, grace_s: float = 5.0) -> int:
+    """After the daemon's orderly stop (every session wiped, its key dropped, the audit event
+    written), a thread still blocked in a request (a stream waiting on a closed device, say)
+    must not keep the process alive until systemd kills it: give the others `grace_s`, then
+    exit anyway and say which threads were still busy (their names only)."""
+    deadline = time.monotonic() + grace_s
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if not busy:
+        return code
+    logging.getLogger("appliance").warning(
+        "stopped; exiting with %d thread(s) still busy: %s", len(busy), ", ".join(busy)
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def cmd_firstboot(args: argparse.Namespace, config: Config) -> int:

@@ -55,7 +55,7 @@ PIXEL_OUTLIER_SHARE = 0.001  # ...and at most this share of them is allowed
 GEOMETRY_PX = ("crown_y", "chin_y", "eye_line_y", "face_centre_x", "eye_distance_px")
 GEOMETRY_MM = ("head_height_mm", "eye_line_from_bottom_mm", "centre_offset_mm")
 # Doctor rows whose text differs by design: the interpreter line, and timings.
-PLATFORM_ROWS = re.compile(r"python$|latency ")
+PLATFORM_ROWS = re.compile(r"python$|latency |int8 timing ")
 
 pytestmark = pytest.mark.timeout(1800)
 

@@ -85,3 +85,18 @@ def test_bench_times_each_stage(sample_dir: Path) -> None:
     assert "ms median" in done.stdout
     for stage in ("decode", "detect", "segment", "render", "encode", "sheet"):
         assert stage in done.stdout
+
+
+def test_a_thread_stuck_after_the_stop_does_not_keep_the_process() -> None:
+    """The orderly stop is done; a request thread blocked forever must not hold the exit."""
+    program = (
+        "import threading\n"
+        "from appliance.cli_state import leave_after_stop\n"
+        "threading.Thread(target=threading.Event().wait, name='stuck-request').start()\n"
+        "raise SystemExit(leave_after_stop(3, grace_s=0.2))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 3
+    assert "1 thread(s) still busy: stuck-request" in done.stderr

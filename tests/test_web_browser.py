@@ -25,6 +25,7 @@ from web_helpers import (
     close_harness,
     jpeg_of,
     make_harness,
+    session_entries,
     studio_camera,
     three_preview_frames,
 )
@@ -324,7 +325,7 @@ def test_studio_flow_in_chromium(
                 playwright, scanned, outputs, server.http_port, shot, problems, tmp_path
             )
             assert harness.services.sessions.find(session_id) is None  # deleted from the phone
-            assert not list(harness.workspace_root.iterdir())
+            assert session_entries(harness.workspace_root) == []
             page.reload()  # the operator's page: the customer is gone
             expect(page.locator("#session-line")).to_contain_text("No customer session.")
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from web_helpers import ADMIN, ADMIN_PASSWORD, Harness, close_harness, make_harness, open_link
+from web_helpers import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    Harness,
+    close_harness,
+    make_harness,
+    open_link,
+    session_entries,
+)
 
 from appliance.config import Config
 from appliance.session import WipeReason
@@ -116,7 +124,7 @@ def test_delete_my_photos_now_from_the_link(studio: Harness, sample_dir: Path) -
     response = customer.post(path + "/delete", data=b64url(secret))
     assert response.status_code == 200 and response.get_json() == {"deleted": True}
     assert studio.services.sessions.find(session_id) is None
-    assert not list(studio.workspace_root.iterdir())  # files gone (key dropped with them)
+    assert session_entries(studio.workspace_root) == []  # files gone (key dropped with them)
     assert studio.printer is not None and studio.printer.purged == [job]
     assert studio.services.actions.desk_for("booth").session_id is None
     events = studio.audit_events()[before:]

@@ -262,3 +262,10 @@ class WriteWatch:
             for event, path in self.events
             if event.startswith("tempfile.") or not any(path.startswith(r) for r in roots)
         ]
+
+
+def session_entries(workspace_root: Path) -> list[Path]:
+    """What sessions left in a workspace root: everything but the daemon's own root lock."""
+    from appliance.session.rootlock import LOCK_NAME
+
+    return [entry for entry in workspace_root.iterdir() if entry.name != LOCK_NAME]
