@@ -13,7 +13,8 @@ from PIL import Image
 from PIL.JpegImagePlugin import get_sampling
 
 from appliance.idphoto.checks import _channel_max
-from appliance.imaging.encode import EncodeError, encode_jpeg
+from appliance.idphoto.render import EdgeContinuation
+from appliance.imaging.encode import EncodeError, encode_jpeg, encode_jpeg_capped
 from appliance.imaging.geometry import Box, resize_for_model
 from appliance.imaging.matte import blurred_background, replace_background, solid
 from appliance.inference.detector import Face
@@ -191,3 +192,33 @@ def test_idle_trimmer_trims_once_per_idle_period() -> None:
     assert trimmer.check() is False  # nothing used since the last trim
     mark_busy()
     assert trimmer.check() is glibc
+
+
+def test_a_plain_photo_under_the_minimum_is_encoded_finer_not_padded() -> None:
+    rng = np.random.default_rng(1)
+    pixels = np.full((200, 200, 3), 200, np.uint8)
+    pixels[50:150, 50:150] = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    at_95 = len(encode_jpeg(pixels, dpi=300, quality=95, optimize=True))
+    encoded = encode_jpeg_capped(pixels, dpi=300, max_bytes=240_000, min_bytes=at_95 + 2000)
+    assert encoded.quality > 95 and len(encoded.data) >= at_95 + 2000
+    with pytest.raises(EncodeError, match="under the"):
+        encode_jpeg_capped(pixels, dpi=300, max_bytes=240_000, min_bytes=at_95 * 3)
+
+
+def test_the_frame_past_the_photo_edge_continues_colour_and_matte_from_inside_it() -> None:
+    """A photo 100 rows tall whose last row is a light codec artefact, framed 40 rows past its
+    bottom edge: the rows beyond repeat row 95 (inside the artefact lines), matte too."""
+    photo = np.zeros((100, 80, 3), np.uint8)
+    photo[:, :40] = (20, 30, 60)  # the jacket
+    photo[:, 40:] = 250  # the old background
+    photo[-1] = 160  # the artefact line
+    to_raster = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    pixels = cv2.warpAffine(photo, to_raster, (80, 140), borderMode=cv2.BORDER_REPLICATE)
+    alpha = np.zeros((140, 80), np.float32)
+    alpha[:, :40] = 1.0
+    alpha[100:, 40:] = 0.6  # the segmenter's guess on the smeared rows
+    continuation = EdgeContinuation(photo.shape, to_raster, (80, 140))
+    out, matte = continuation.apply(pixels), continuation.apply(alpha)
+    assert np.array_equal(out[:97], pixels[:97]) and np.array_equal(matte[:97], alpha[:97])
+    assert (out[97:, :38] == (20, 30, 60)).all() and (out[97:, 42:] == 250).all()
+    assert (matte[97:, :38] == 1.0).all() and (matte[97:, 42:] == 0.0).all()

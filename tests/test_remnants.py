@@ -88,19 +88,12 @@ def test_no_residue_on_the_project_portraits(
     product = make(pipeline, rgb(resolve_portrait(portrait, sample_dir)), spec)
     check = background(product)
     width, height = product.report["output"]["size"]
-    if (portrait.endswith("hivision-demo2.jpg"), spec) == (True, "us-2x2"):
-        # This photo is cut just below the shoulders, and the 2 x 2 in frame needs 118 rows
-        # more (the framing check warns): the continued strip repeats the photo's last rows,
-        # the old background beside the shoulder among them. That is a real remnant, and it
-        # is where the check says.
-        extended = product.report["transforms"]["subject_extended_px"]
-        assert check["status"] == "fail" and check["regions"], check
-        assert all(r["box"][1] >= height - extended for r in check["regions"]), check
-    else:
-        assert (check["status"], check["value"], check["regions"]) == ("pass", 0.0, ()), check
+    # Zero in every framing, also where the frame goes on past the photo's bottom edge (the
+    # 2 x 2 in frame of a photo cut just below the shoulders): only the person is continued
+    # there, none of the old background beside the shoulder.
+    assert (check["status"], check["value"], check["regions"]) == ("pass", 0.0, ()), check
     # Taking foreign parts off the matte takes no shoulder or lock of hair off a real sitter
-    # (each is well over 1 % of the frame; what it takes is stray matte, such as the old
-    # background where the frame continues a photo cut just below the shoulders).
+    # (each is well over 1 % of the frame; what it takes is stray matte).
     assert product.report["transforms"]["matte_dropped_px"] <= 0.01 * width * height
 
 

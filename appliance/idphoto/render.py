@@ -3,8 +3,10 @@
 Only the region the document needs is ever resampled: the kept decode is at most the scale the
 output needs, the warp goes straight from it into the output raster (crop, scale and roll in one
 step), and the matte is refined on that raster. Pixels the frame needs from beyond the photo are
-filled from its edge and covered by the new background; where the *subject* would have to be
-invented there instead, the photo is refused.
+filled from its edge, and so is their matte: only what the matte calls the person at the
+photo's edge is continued there (clothing below a photo cut under the shoulders), everything
+else is the new background, so none of the old background is smeared into the frame. Where the
+*subject* would have to be invented beyond the edge instead (the head), the photo is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from appliance.inference.service import InferenceService
 
 # How much of the body below the chin, in head heights, the photo itself must show.
 SHOULDER_SHARE = 0.35
-# The box colour on the preview for each kind of region a check names (RGB).
+# The photo's outermost lines (kept-decode px) the frame is not continued from.
+EDGE_LINES = 3
+
+
 @dataclass(frozen=True)
 class Rendered:
     pixels: np.ndarray  # the finished photo, uint8 RGB
@@ -68,7 +73,10 @@ def render(
         borderMode=cv2.BORDER_REPLICATE,
     )
     inside = inside_mask(kept.shape, kept_to_raster, size)
+    continuation = EdgeContinuation(kept.shape, kept_to_raster, size)
+    pixels = continuation.apply(pixels)
     alpha = tighten(inference.segmenter.refine(mask, pixels, view_to_raster))
+    alpha = continuation.apply(alpha)
     alpha, dropped = drop_foreign(alpha, pixels, face_point, eye_px, chin_row)
     # The photo must show the neck and the top of the shoulders (a third of a head below the
     # chin); below that, clothing the frame needs past the photo's edge is continued from it.
@@ -95,6 +103,52 @@ def render(
     return Rendered(pixels, alpha, extended, share, dropped)
 
 
+class EdgeContinuation:
+    """Beyond the photo's edge, each raster pixel repeats the photo's pixel at the edge along
+    the photo's own axes (a photo cut below the shoulders goes on in its clothing), colour and
+    matte alike, read EDGE_LINES inside the edge. The warp's own border replication would
+    repeat the outermost lines, and a photo's outermost lines are often a codec or resizing
+    artefact (a light or half-blended line); the segmenter's guess on the smeared rows, too,
+    now and then takes a bar of the old background for the person. With the matte repeated
+    from the photo, only what it calls the person at the edge is continued there; the rest is
+    new background."""
+
+    def __init__(
+        self, source_shape: tuple[int, ...], to_raster: np.ndarray, size: tuple[int, int]
+    ) -> None:
+        width, height = size
+        self.outside = ~inside_mask(source_shape, to_raster, size, margin=EDGE_LINES)
+        self.maps: tuple[np.ndarray, np.ndarray] | None = None
+        if not self.outside.any():
+            return
+        ys, xs = np.nonzero(self.outside)
+        source = apply_affine(invert_affine(to_raster), np.stack([xs, ys], axis=1))
+        # A raster pixel further in than the kept lines: the bilinear read below then takes
+        # only pixels inside them.
+        inward = EDGE_LINES + 1.0 / max(float(np.hypot(*to_raster[:, 0])), 1e-6)
+        for axis, extent in ((0, source_shape[1]), (1, source_shape[0])):
+            low, high = inward, extent - 1 - inward
+            if low > high:
+                low = high = (extent - 1) / 2.0
+            source[:, axis] = np.clip(source[:, axis], low, high)
+        edge = apply_affine(to_raster, source).astype(np.float32)
+        map_x = np.tile(np.arange(width, dtype=np.float32), (height, 1))
+        map_y = np.repeat(np.arange(height, dtype=np.float32)[:, None], width, axis=1)
+        map_x[ys, xs], map_y[ys, xs] = edge[:, 0], edge[:, 1]
+        self.maps = (map_x, map_y)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """`image` (a raster of the frame) with the pixels beyond the edge continued."""
+        if self.maps is None:
+            return image
+        continued = cv2.remap(image, *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Only the pixels beyond the edge are taken from the remap: the photo's own stay
+        # bit-exact.
+        out = image.copy()
+        out[self.outside] = continued[self.outside]
+        return out
+
+
 def _reduce_region(
     kept: np.ndarray, to_raster: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -107,10 +161,12 @@ def _reduce_region(
     corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
     source = apply_affine(invert_affine(to_raster), corners)
     h, w = kept.shape[:2]
-    x0 = max(0, int(np.floor(source[:, 0].min())) - 2)
-    y0 = max(0, int(np.floor(source[:, 1].min())) - 2)
-    x1 = min(w, int(np.ceil(source[:, 0].max())) + 2)
-    y1 = min(h, int(np.ceil(source[:, 1].max())) + 2)
+    # Margin enough that only the photo's own edges come within EDGE_LINES of the frame.
+    pad = 2 + int(np.ceil((EDGE_LINES + 2) / scale))
+    x0 = max(0, int(np.floor(source[:, 0].min())) - pad)
+    y0 = max(0, int(np.floor(source[:, 1].min())) - pad)
+    x1 = min(w, int(np.ceil(source[:, 0].max())) + pad)
+    y1 = min(h, int(np.ceil(source[:, 1].max())) + pad)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return kept, to_raster
     region = kept[y0:y1, x0:x1]

@@ -99,8 +99,14 @@ def encode_jpeg_capped(
     height, width = pixels.shape[:2]
     capped = max_bytes is not None
     data = encode_jpeg(pixels, dpi=dpi, quality=best_quality, optimize=capped)
+    quality = best_quality
+    # A plain photo can encode under an authority's minimum: higher quality keeps more of
+    # its own detail (never padding) until it is reached.
+    while min_bytes is not None and len(data) < min_bytes and quality < 100:
+        quality += 1
+        data = encode_jpeg(pixels, dpi=dpi, quality=quality, optimize=capped)
     if max_bytes is None or len(data) <= max_bytes:
-        return _checked(data, (width, height), best_quality, dpi, min_bytes)
+        return _checked(data, (width, height), quality, dpi, min_bytes)
     low, high, found = lowest_quality, best_quality - 1, None
     while low <= high:  # highest quality that fits
         middle = (low + high) // 2

@@ -96,13 +96,15 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def inside_mask(
-    source_shape: tuple[int, ...], affine: np.ndarray, size: tuple[int, int]
+    source_shape: tuple[int, ...], affine: np.ndarray, size: tuple[int, int], margin: int = 0
 ) -> np.ndarray:
     """Which pixels of a (width, height) raster the 2x3 `affine` fills from inside a source of
-    `source_shape` (True) rather than from beyond its edge."""
+    `source_shape` (True) rather than from beyond its edge (or from its outer `margin` px)."""
+    source = np.zeros(source_shape[:2], np.uint8)
+    source[margin : source.shape[0] - margin, margin : source.shape[1] - margin] = 255
     return np.asarray(
         cv2.warpAffine(
-            np.full(source_shape[:2], 255, np.uint8),
+            source,
             affine,
             size,
             flags=cv2.INTER_NEAREST,
