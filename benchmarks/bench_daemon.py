@@ -35,13 +35,15 @@ sys.path.insert(0, str(ROOT))
 from appliance.memory import IdleTrimmer  # noqa: E402
 
 
-def _port() -> int:
+def free_port() -> int:
+    """A free loopback port (the other daemon benchmarks take it from here too)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _memory(pid: int) -> dict[str, float]:
+def process_memory(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, in MB."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -67,7 +69,7 @@ def one_start(work: Path, smoke: bool) -> dict[str, float]:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(180)
-    port = _port()
+    port = free_port()
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [
         sys.executable,
@@ -84,7 +86,7 @@ def one_start(work: Path, smoke: bool) -> dict[str, float]:
         "--port",
         str(port),
         "--http-port",
-        str(_port()),
+        str(free_port()),
     ]
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -94,7 +96,7 @@ def one_start(work: Path, smoke: bool) -> dict[str, float]:
         while b"READY=1" not in notify.recv(4096):
             pass
         ready_s = time.perf_counter() - started
-        at_ready = _memory(process.pid)
+        at_ready = process_memory(process.pid)
         token = (
             subprocess.run(
                 [
@@ -135,15 +137,15 @@ def one_start(work: Path, smoke: bool) -> dict[str, float]:
         photo = (ROOT / "samples" / "astronaut.png").read_bytes()
         photo_id = call(f"/sessions/{session}/photos", photo, "image/png")["photo_id"]
         call(f"/sessions/{session}/photos/{photo_id}/products", b'{"spec": "icao-35x45"}')
-        steady = _memory(process.pid)
+        steady = process_memory(process.pid)
         big_id = call(f"/sessions/{session}/photos", camera_jpeg(), "image/jpeg")["photo_id"]
         call(f"/sessions/{session}/photos/{big_id}/products", b'{"spec": "icao-35x45"}')
-        after_big = _memory(process.pid)
+        after_big = process_memory(process.pid)
         idle = {"VmRSS": 0.0}
         if not smoke:  # the daemon gives freed buffers back after 15 s idle (checked every 5 s)
             trimmer = IdleTrimmer()
             time.sleep(trimmer.idle_s + trimmer.interval_s + 1.0)
-            idle = _memory(process.pid)
+            idle = process_memory(process.pid)
         return {
             "cold_start_to_ready_s": round(ready_s, 2),
             "rss_at_ready_mb": at_ready.get("VmRSS", 0.0),

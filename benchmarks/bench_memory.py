@@ -39,6 +39,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_daemon import free_port, process_memory
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "portraits"
 
@@ -99,21 +101,6 @@ KINDS: dict[str, tuple[str, Callable[[], bytes]]] = {
 SMOKE = ("jpeg-12mp", "png-64mp-solid")
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _memory(pid: int) -> dict[str, float]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = round(int(value.split()[0]) / 1024, 1)
-    return fields
-
-
 def measure(work: Path, kind: str, photo: bytes, content_type: str) -> dict[str, object]:
     state = work / f"state-{uuid.uuid4().hex[:6]}"
     workspace = Path("/dev/shm") / f"appliance-bench-mem-{uuid.uuid4().hex[:8]}"
@@ -123,12 +110,12 @@ def measure(work: Path, kind: str, photo: bytes, content_type: str) -> dict[str,
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(180)
-    port = _port()
+    port = free_port()
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [
         sys.executable, "-m", "appliance.cli", "--config", str(config), "run", "--demo",
         "--state-dir", str(state), "--bind", "127.0.0.1", "--port", str(port),
-        "--http-port", str(_port()),
+        "--http-port", str(free_port()),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -136,7 +123,7 @@ def measure(work: Path, kind: str, photo: bytes, content_type: str) -> dict[str,
     try:
         while b"READY=1" not in notify.recv(4096):
             pass
-        at_ready = _memory(process.pid)
+        at_ready = process_memory(process.pid)
         token = subprocess.run(
             [sys.executable, "-m", "appliance.cli", "token", "create", "--name", "bench",
              "--state-dir", str(state)],
@@ -171,7 +158,7 @@ def measure(work: Path, kind: str, photo: bytes, content_type: str) -> dict[str,
             )
             outcome += f", product {status} {answer.get('error', '')}".strip()
         seconds = time.perf_counter() - started
-        after = _memory(process.pid)
+        after = process_memory(process.pid)
         return {
             "kind": kind,
             "file_kb": round(len(photo) / 1024),

@@ -30,6 +30,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_daemon import free_port  # a sibling script
+
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_HEADER = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n", b"X-Slow: 1\r\n")
 SLOW_BODY = (
@@ -40,12 +42,6 @@ SLOW_BODY = (
 STAFF_SOURCE = "127.0.0.200"
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Daemon:
     def __init__(self, work: Path) -> None:
         self.state = work / "state"
@@ -53,11 +49,11 @@ class Daemon:
         config = work / "bench.toml"
         config.write_text(f'[session]\nworkspace_dir = "{self.workspace}"\n')
         self.notify_path = work / "notify"
-        self.port = _port()
+        self.port = free_port()
         self.command = [
             sys.executable, "-m", "appliance.cli", "--config", str(config), "run", "--demo",
             "--state-dir", str(self.state), "--bind", "127.0.0.1", "--port", str(self.port),
-            "--http-port", str(_port()),
+            "--http-port", str(free_port()),
         ]  # fmt: skip
 
     def __enter__(self) -> Daemon:

@@ -12,22 +12,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_process_benchmark_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_process.py"),
-            "--smoke",
-            "--json",
-            str(out),
-        ],
+def run_benchmark(
+    script: str, out: Path, *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run benchmarks/SCRIPT with ARGS and `--json OUT`, as anyone would from the root."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
         cwd=ROOT,
     )
+
+
+def test_process_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run_benchmark("bench_process.py", out, "--smoke")
     assert result.returncode == 0, result.stderr[-2000:]
     results = {r["image"]: r for r in json.loads(out.read_text())["results"]}
     assert set(results) == {"12mp", "0.4mp"}
@@ -40,20 +41,7 @@ def test_process_benchmark_smoke(tmp_path: Path) -> None:
 
 def test_daemon_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "daemon.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_daemon.py"),
-            "--smoke",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_benchmark("bench_daemon.py", out, "--smoke")
     assert result.returncode == 0, result.stderr[-2000:]
     median = json.loads(out.read_text())["median"]
     assert median["cold_start_to_ready_s"] > 0
@@ -98,20 +86,7 @@ def test_run_all_records_the_machine_and_each_result(tmp_path: Path) -> None:
 
 def test_background_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "background.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_background.py"),
-            "--smoke",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_benchmark("bench_background.py", out, "--smoke")
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads(out.read_text())
     assert {"astronaut.png"} <= {row["portrait"] for row in results["portraits"]}
@@ -126,22 +101,7 @@ def test_background_benchmark_smoke(tmp_path: Path) -> None:
 def test_check_accuracy_evaluation_smoke(tmp_path: Path) -> None:
     """The labelled evaluation of the compliance checks runs and tallies (one portrait)."""
     out = tmp_path / "eval.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "eval_checks.py"),
-            "--no-variants",
-            "--limit",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_benchmark("eval_checks.py", out, "--no-variants", "--limit", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
     assert len(data["rows"]) == 1 and data["rows"][0]["portrait"] == "astronaut.png"
@@ -152,11 +112,7 @@ def test_check_accuracy_evaluation_smoke(tmp_path: Path) -> None:
 
 def test_memory_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--smoke", "--json",
-         str(out)],
-        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
-    )  # fmt: skip
+    result = run_benchmark("bench_memory.py", out, "--smoke")
     assert result.returncode == 0, result.stderr[-2000:]
     results = {r["kind"]: r for r in json.loads(out.read_text())["results"]}
     assert results["jpeg-12mp"]["outcome"] == "upload 201, product 201"
@@ -169,15 +125,7 @@ def test_memory_benchmark_smoke(tmp_path: Path) -> None:
 def test_int8_build_benchmark_smoke(tmp_path: Path) -> None:
     """One model built from scratch on the corpus, then the no-op rerun (about a minute)."""
     out = tmp_path / "int8.json"
-    script = str(ROOT / "benchmarks" / "bench_int8_build.py")
-    result = subprocess.run(
-        [sys.executable, script, "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_benchmark("bench_int8_build.py", out, "--smoke", timeout=900)
     if result.returncode == 3:
         pytest.skip(result.stdout.strip().splitlines()[-1])
     assert result.returncode == 0, result.stderr[-2000:]
