@@ -46,6 +46,15 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 20_000
 
+
+def launch_trusting(playwright: Any, server_cert: x509.Certificate) -> Any:
+    """Debian's headless Chromium trusting exactly this server key (no CA, no blanket flag)."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_sha256(server_cert)}"],
+    )
+
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
 )
@@ -179,11 +188,7 @@ def test_studio_flow_in_chromium(
         page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_sha256(chain[0])}"],
-        )
+        browser = launch_trusting(playwright, chain[0])
         try:
             staff = browser.new_context(
                 ignore_https_errors=False, viewport={"width": 1100, "height": 900}

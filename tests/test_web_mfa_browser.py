@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pyotp
 import pytest
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from test_web_browser import CHROMIUM, TIMEOUT_MS, launch_trusting
 from web_helpers import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -32,7 +32,7 @@ from web_helpers import (
 
 from appliance.config import Config
 from appliance.web.server import WebServer
-from appliance.web.tls import spki_sha256, tls_files
+from appliance.web.tls import tls_files
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
@@ -120,11 +120,7 @@ def test_two_step_login_in_chromium(
         page.click("main button[type=submit]")
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_sha256(chain[0])}"],
-        )
+        browser = launch_trusting(playwright, chain[0])
         try:
             tablet = browser.new_context(
                 ignore_https_errors=False, viewport={"width": 1000, "height": 900}
@@ -237,11 +233,7 @@ def test_passkey_on_the_tablet_in_chromium(
     base = f"https://localhost:{server.https_port}"
     problems: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_sha256(chain[0])}"],
-        )
+        browser = launch_trusting(playwright, chain[0])
         try:
             tablet = browser.new_context(
                 ignore_https_errors=False, viewport={"width": 1000, "height": 900}
