@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from appliance.assets import sha256_file
@@ -69,15 +70,27 @@ def test_the_calibration_derivatives_are_deterministic(corpus_dir: Path, tmp_pat
     photos = corpus.calibration_paths(corpus_dir)
     first = int8_build.calibration_images(photos, tmp_path / "a")
     again = int8_build.calibration_images(photos, tmp_path / "b")
-    assert first[:3] == photos and len(first) == 3 * (1 + len(int8_build.DERIVATIVES))
+    assert first[:3] == photos  # the gray camera photo has no "gray" derivative
+    assert len(first) == 3 * (1 + len(int8_build.DERIVATIVES)) - 1
     assert [sha256_file(p) for p in first] == [sha256_file(p) for p in again]
     assert len({sha256_file(p) for p in first}) == len(first)  # each one differs
     from PIL import Image
 
     for path in first[3:]:
-        source = next(p for p in photos if path.name.startswith(p.stem + "~"))
-        with Image.open(path) as derived, Image.open(source) as original:
-            assert derived.size == original.size and derived.mode == "RGB"
+        with Image.open(path) as derived:
+            assert derived.size == (int8_build.SIDE, int8_build.SIDE) and derived.mode == "RGB"
+
+
+def test_a_close_up_fills_the_frame_with_the_face_and_stays_inside_the_photo() -> None:
+    photo = np.zeros((600, 512, 3), np.uint8)
+    photo[143:343, 166:366] = 200  # a bright "face" where Grace Hopper's is
+    for kind, fill in int8_build.CLOSE_UPS.items():
+        crop = int8_build.derivative(photo, (166, 143, 366, 343), kind)
+        columns = np.flatnonzero(crop[int8_build.SIDE // 2, :, 0] > 100)
+        assert abs(len(columns) / int8_build.SIDE - fill) < 0.01, kind
+    # A face at the corner: the crop moves inside instead of padding.
+    corner = int8_build.close_up(photo, (0, 0, 100, 100), 0.45)
+    assert corner.shape == (int8_build.SIDE, int8_build.SIDE, 3)
 
 
 def test_a_change_to_the_build_code_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +146,7 @@ def test_a_changed_input_builds_again_from_the_corpus(
     calibration, holdout = seen["calibration"], seen["holdout"]
     names = [p.name for p in calibration]  # type: ignore[attr-defined]
     assert names[:3] == ["astronaut.png", "grace_hopper.jpg", "camera.png"]
-    assert len(names) == 3 * (1 + len(int8_build.DERIVATIVES))
+    assert len(names) == 3 * (1 + len(int8_build.DERIVATIVES)) - 1
     assert [p.name for p in holdout] == [p.name for p in corpus.portraits("evaluation")]  # type: ignore[attr-defined]
     assert not {sha256_file(p) for p in calibration} & {sha256_file(p) for p in holdout}  # type: ignore[attr-defined]
     assert seen["inputs"]["sha256"] == outcome.inputs.sha256  # type: ignore[index]

