@@ -249,10 +249,12 @@ def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) ->
     ay0 = min(height, max(0, round(top[1] - 1.2 * d)))  # tall hair styles are not coverings
     ay1 = min(height, max(ay0, round(zones.pt(152)[1] - 0.6 * d)))
     head_box = (ax0, ay0, ax1, ay1)
+    rules = (RULE_COVERING[spec.head_covering],)
+    if ax1 - ax0 < 3 or ay1 - ay0 < 3:  # the head is outside the photo
+        return check("head covering", "pass", 0.0, "head visible", "head bare", rules=rules)
     oval = np.zeros((ay1 - ay0, ax1 - ax0), np.uint8)
     cv2.fillPoly(oval, [np.round(outline - (ax0, ay0)).astype(np.int32)], 1)
     ring = (crop(alpha, head_box) >= 0.5) & (oval == 0)
-    rules = (RULE_COVERING[spec.head_covering],)
     count = int(ring.sum())
     if count < 50:
         return check("head covering", "pass", 0.0, "head visible", "head bare", rules=rules)
