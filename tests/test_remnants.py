@@ -119,35 +119,17 @@ def test_flag_on_the_astronaut_is_caught_marked_and_removed(
     around = preview[max(0, y0 - 8) : y1 + 8, max(0, x0 - 8) : x1 + 8]
     magenta = (around[..., 0] > 190) & (around[..., 1] < 90) & (around[..., 2] > 140)
     assert magenta.sum() >= 10
-    plain = np.asarray(Image.open(io.BytesIO(make(pipeline, photo, "us-2x2").preview)))
-    assert not ((plain[..., 0] > 190) & (plain[..., 1] < 90) & (plain[..., 2] > 140)).any()
-
     new = make(pipeline, photo, "us-2x2")
-    assert background(new)["status"] == "pass", background(new)
+    # The new photo's preview is marked where, and only where, its own check says.
+    plain = np.asarray(Image.open(io.BytesIO(new.preview)).convert("RGB")).astype(int)
+    marked = (plain[..., 0] > 190) & (plain[..., 1] < 90) & (plain[..., 2] > 140)
+    assert marked.any() == bool(background(new)["regions"])
     assert new.report["transforms"]["matte_dropped_px"] > 0
-    # Known limit: the flag's palest stripe, right against the white rim of her suit, is
-    # taken for the suit; about half of the marked pixels go (374 -> 192 when written).
-    assert_cleared(old, new, caught["regions"], share=0.6)
-
-
-def off_colour(product: Product, region: dict[str, Any]) -> int:
-    """Pixels in a region's box that are not the new background (beyond JPEG noise)."""
-    pixels = np.asarray(Image.open(io.BytesIO(product.digital)).convert("RGB")).astype(int)
-    hex_colour = product.report["transforms"]["background"]
-    colour = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
-    x0, y0, x1, y1 = region["box"]
-    return int((np.abs(pixels[y0:y1, x0:x1] - colour).max(axis=2) > 16).sum())
-
-
-def assert_cleared(
-    old: Product, new: Product, regions: list[dict[str, Any]], share: float = 0.4
-) -> None:
-    """Where the old matte left the flag, the new photo has the new background: at most
-    `share` of the off-colour pixels in each box are left (the box also takes in the
-    sitter's own edge)."""
-    for region in regions:
-        before, after = off_colour(old, region), off_colour(new, region)
-        assert after <= share * before, (region, before, after)
+    # The removal takes part of the flag off; the flag's palest stripe, against the white
+    # rim of her suit, is taken for the suit, and the measure fails the photo there, with a
+    # region on it (no false pass).
+    _, shown = flag_shown(pipeline, photo, rgb(sample_dir / "astronaut.png"), "us-2x2")
+    assert_clean_or_caught(new, shown)
 
 
 needs_shared = pytest.mark.skipif(
@@ -155,50 +137,116 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+def flag_shown(
+    pipeline: IdPhotoPipeline, photo: np.ndarray, clean: np.ndarray, spec: str
+) -> tuple[Product, np.ndarray]:
+    """The ID photo of `photo` (`clean` with the flag composited in), and where its output
+    still shows the flag: the pixels not of the new background whose raster colour lies
+    outside what the photo without the flag has within 2 px (by 40 levels)."""
+    rasters: list[np.ndarray] = []
+    real = render_mod.replace_background
+
+    def spy(pixels: np.ndarray, alpha: np.ndarray, colour: Any) -> np.ndarray:
+        rasters.append(pixels)
+        return real(pixels, alpha, colour)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(render_mod, "replace_background", spy)
+        make(pipeline, clean, spec)
+        product = make(pipeline, photo, spec)
+    without, raster = rasters[0].astype(int), rasters[1].astype(int)
+    kernel = np.ones((5, 5), np.uint8)
+    above = raster > cv2.dilate(rasters[0], kernel).astype(int) + 40
+    below = raster < cv2.erode(rasters[0], kernel).astype(int) - 40
+    flag_px = cv2.morphologyEx(
+        (above | below).any(axis=2).view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)
+    )
+    assert without.shape == raster.shape
+    out = np.asarray(Image.open(io.BytesIO(product.digital)).convert("RGB")).astype(int)
+    hex_colour = product.report["transforms"]["background"]
+    colour = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    shows = np.abs(out - colour).max(axis=2) > 16
+    return product, (flag_px > 0) & shows
+
+
+def assert_clean_or_caught(product: Product, shown: np.ndarray) -> None:
+    """No false pass: where the output still shows the flag (30 px or more), the background
+    check fails with a region on it."""
+    check = background(product)
+    if shown.sum() < 30:
+        return
+    assert check["status"] == "fail", (int(shown.sum()), check)
+    boxes = [r["box"] for r in check["regions"]]
+    assert any(shown[y0:y1, x0:x1].any() for x0, y0, x1, y1 in boxes), (boxes, check)
+
+
+# (portrait, framing, flag box x, y, w, h in the photo's pixels, px of the outline the
+# flag's edge hangs over (None: pasted over the box), flag mirrored for the right side).
+# Tuned on: hivision-test0 and the astronaut (beside, in the test above). Not tuned on:
+# the others, placed by their own shoulders (see benchmarks/bench_background.py).
+FLAG_VARIANTS = [
+    ("hivision-test0.jpg", "us-2x2", (40, 200, 50, 330), 8, False),
+    ("hivision-test0.jpg", "us-2x2", (60, 180, 70, 260), None, False),
+    ("hivision-test0.jpg", "us-2x2", (111, 92, 63, 345), None, False),
+    ("hivision-demo1.jpg", "icao-35x45", (540, 446, 66, 382), 8, True),
+    ("hivision-test3.jpg", "us-2x2", (456, 211, 56, 321), None, True),
+    ("hivision-test4.jpg", "us-2x2", (641, 135, 107, 456), None, True),
+]
+# Known false passes (benchmarks/RESULTS.md): the flag's lower edge over the suit, in the
+# tight frame, taken for the shoulder; a pale strip at the frame's edge beside long hair.
+KNOWN_FALSE_PASSES = [
+    ("hivision-test0.jpg", "icao-35x45", (100, 200, 60, 200), None, False),
+    ("hivision-demo3.jpg", "icao-35x45", (517, 446, 66, 382), None, True),
+]
+
+
 @needs_shared
 @pytest.mark.parametrize(
-    ("spec", "box", "over", "regions_left"),
+    ("name", "spec", "box", "over", "mirrored"),
     [
-        # The flag's lower edge hangs over the shoulder outline (pasted over it): the stripe
-        # above the shoulder and a piece beside it, as the issue saw.
-        ("icao-35x45", (100, 200, 60, 200), None, 2),
-        # Right behind the shoulder, its fringe over the outer 8 px of the outline.
-        ("us-2x2", (40, 200, 50, 330), 8, 1),
+        *FLAG_VARIANTS,
+        *(
+            pytest.param(*v, marks=pytest.mark.xfail(strict=True, reason="known false pass"))
+            for v in KNOWN_FALSE_PASSES
+        ),
     ],
 )
-def test_flag_beside_a_real_shoulder_is_caught(
+def test_a_flag_beside_a_real_shoulder_is_removed_or_caught(
+    name: str,
     spec: str,
     box: tuple[int, int, int, int],
     over: int | None,
-    regions_left: int,
+    mirrored: bool,
     flag: np.ndarray,
     pipeline: IdPhotoPipeline,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    portrait = rgb(SHARED_PORTRAITS / "hivision-test0.jpg")
+    portrait = rgb(SHARED_PORTRAITS / name)
+    real_flag = np.ascontiguousarray(flag[:, ::-1]) if mirrored else flag
     if over is None:
         x, y, w, h = box
         photo = portrait.copy()
-        photo[y : y + h, x : x + w] = cv2.resize(flag, (w, h), interpolation=cv2.INTER_AREA)
+        photo[y : y + h, x : x + w] = cv2.resize(real_flag, (w, h), interpolation=cv2.INTER_AREA)
     else:
-        photo = flag_beside_shoulder(pipeline, portrait, flag, box, over)
-    with monkeypatch.context() as patch:
-        keep_old_matte(patch)
-        old = make(pipeline, photo, spec)
-    caught = background(old)
-    assert caught["status"] == "fail", caught
-    assert len(caught["regions"]) == regions_left
-    width = old.report["output"]["size"][0]
-    assert all(r["box"][2] <= width / 3 for r in caught["regions"])  # beside the left shoulder
-    assert "on the left of the photo" in caught["message"]
-    new = make(pipeline, photo, spec)
-    assert new.report["transforms"]["matte_dropped_px"] > 0
-    # The stripe above the shoulder is gone wherever it was marked; what hangs over the
-    # outline itself may stay, and then the check still says so.
-    upper = [r for r in caught["regions"] if r["box"][3] < old.report["geometry"]["chin_y"]]
-    assert_cleared(old, new, upper)
-    left = background(new)
-    assert left["status"] == "pass" or left["text"].startswith("%(area)s mm² of the old")
+        photo = flag_beside_shoulder(pipeline, portrait, real_flag, box, over)
+    product, shown = flag_shown(pipeline, photo, portrait, spec)
+    print(f"{name} {spec}: flag px shown {int(shown.sum())}, {background(product)}")
+    assert_clean_or_caught(product, shown)
+
+
+@pytest.mark.parametrize("spec", ["icao-35x45", "us-2x2"])
+def test_grace_hoppers_own_flag_stays_out(
+    spec: str, sample_dir: Path, pipeline: IdPhotoPipeline
+) -> None:
+    """A real flag (and its gold fringe and cord) right behind the sitter's shoulder: the
+    photo passes, and none of the flag's blue shows on its side of the finished photo (the
+    photo has 40 000 such pixels there; her ribbons, on the other side, have some)."""
+    product = make(pipeline, rgb(sample_dir / "grace_hopper.jpg"), spec)
+    check = background(product)
+    assert (check["status"], check["value"]) == ("pass", 0.0), check
+    out = np.asarray(Image.open(io.BytesIO(product.digital)).convert("RGB")).astype(int)
+    out = out[:, : round(0.4 * out.shape[1])]
+    r, g, b = out[..., 0], out[..., 1], out[..., 2]
+    assert not ((b > 90) & (b > r + 30) & (b > g + 20)).any()
 
 
 # --- the rules on shapes, quick to read ------------------------------------------------------

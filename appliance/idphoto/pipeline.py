@@ -348,6 +348,7 @@ class IdPhotoPipeline:
             face_point,
             eye_px,
             chin_row,
+            rendered.source,
         )
         # The print sheet needs only the finished pixels: it is tiled and encoded (a 2 MP
         # JPEG, the longest single step) on the second core from here on.

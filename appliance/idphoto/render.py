@@ -45,6 +45,9 @@ class Rendered:
     extended_px: int  # rows of subject continued past the photo's edge
     extended_share: float  # share of the frame where the subject was continued
     dropped_px: int = 0  # solid matte taken away as not the person (poles, flag fringes)
+    # The same raster before the background was replaced (None when it was kept): the
+    # remnant measure sees there what a kept part continues beyond the outline.
+    source: np.ndarray | None = None
 
 
 def render(
@@ -98,9 +101,10 @@ def render(
             )
         extended = int(rows.max() - rows.min() + 1)
     share = float(outside_subject.mean())
-    if background is not None:
-        pixels = replace_background(pixels, alpha, background)
-    return Rendered(pixels, alpha, extended, share, dropped)
+    if background is None:
+        return Rendered(pixels, alpha, extended, share, dropped)
+    replaced = replace_background(pixels, alpha, background)
+    return Rendered(replaced, alpha, extended, share, dropped, pixels)
 
 
 class EdgeContinuation:

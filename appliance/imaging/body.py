@@ -123,7 +123,7 @@ def person_core(solid: np.ndarray, seed: tuple[float, float], radius: float) -> 
     return (labels == label).view(np.uint8)
 
 
-def _other_colour(part: np.ndarray, core: np.ndarray, lab: np.ndarray, near: float) -> bool:
+def other_colour(part: np.ndarray, core: np.ndarray, lab: np.ndarray, near: float) -> bool:
     """Whether a part's median colour is far (CIELAB) from that of the body beside it."""
     apart = _distance_to(part.view(np.uint8))
     body = (core > 0) & (apart > near / 3.0) & (apart <= near)
@@ -246,7 +246,7 @@ def foreign_parts(
             lab = cv2.cvtColor(colours(), cv2.COLOR_RGB2LAB)
         lab_f = lab.astype(np.float32)
         for label in np.flatnonzero(judged & ~edge):
-            edge[label] = _other_colour(parts == label, core, lab_f, NEXT_TO * u)
+            edge[label] = other_colour(parts == label, core, lab_f, NEXT_TO * u)
     verdict = edge
     verdict[parts[distance > LONG_REACH * u]] = True
     verdict[0] = False

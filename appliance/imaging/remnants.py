@@ -7,8 +7,10 @@ pixel of another colour that belongs to a part the body does not explain: a thin
 out of the frame at the top, or at a side in another colour than the body beside it (a flag's
 fringe beside the shoulder, a pole), a thin part reaching further than hanging hair does, or
 a blob of its own beyond the reach of hair (a patch of the old wall the matte let through).
-The rules are the ones the matte step removes such parts by, applied to the output: with the
-removal working the measure is zero; on the matte as the segmenter gives it, it names them.
+These are the rules the matte step removes such parts by, applied to the output; and since
+a rule the removal missed would then pass the photo, the measure adds stricter ones of its own
+(`appliance.imaging.seams`): what shows outside the body at the frame's sides, and what
+continues a thing of the old background (a flag's stripe) across the person's outline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from appliance.imaging.body import foreign_parts, shrink, work_scale
 from appliance.imaging.matte import solid
+from appliance.imaging.seams import at_side, continued, off_the_side
 
 # A pixel is "not the new background" beyond this many levels (of 255) in any channel; the
 # replacement writes the colour exactly where the matte is clear, so this is well above noise.
@@ -27,6 +30,8 @@ COLOUR_LEVELS = 16
 # Remnants smaller than this share of an eye distance squared are ignored (a few pixels of
 # a hair tip's tint).
 MIN_AREA_EYE2 = 0.004
+# What shows, for the stricter rules: from this much matte (a stripe's soft edge shows too).
+SHOWN_ALPHA = 0.25
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,15 @@ def find_remnants(
     seed: tuple[float, float],
     eye_px: float,
     chin_y: float,
+    old: np.ndarray | None = None,
 ) -> list[Remnant]:
     """The remnants of the old background in `pixels` (H x W x 3 uint8) after it was replaced
     by `colour`, largest first. `alpha` is the matte the replacement used (it fills the
     person's parts that happen to have the new colour, a white collar on white); `seed` is a
     point on the face (the eye midpoint), `eye_px` the eye distance and `chin_y` the chin's
-    row, all in output pixels."""
+    row, all in output pixels. `old` is the same raster before the replacement (the photo's
+    own pixels there): with it the measure also sees what a kept part continues beyond the
+    outline."""
     height, width = alpha.shape
     # On the working copy (about 24 px per eye distance; see appliance/imaging/body.py): the
     # pyramid's averaging also takes single off-colour pixels (a hair tip's resampling) out.
@@ -65,19 +73,29 @@ def find_remnants(
     differs = off > COLOUR_LEVELS
     if not differs.any():
         return []
-    verdict = foreign_parts(
-        small_alpha,
-        scale,
-        lambda: _unmixed(small_pixels, small_alpha, colour),
-        seed,
-        eye_px,
-        chin_y,
-        differs,
-    )
-    left = (verdict.foreign & differs).view(np.uint8)
+    unmixed: list[np.ndarray] = []
+
+    def colours() -> np.ndarray:
+        if not unmixed:
+            unmixed.append(_unmixed(small_pixels, small_alpha, colour))
+        return unmixed[0]
+
+    verdict = foreign_parts(small_alpha, scale, colours, seed, eye_px, chin_y, differs)
+    left = verdict.foreign & differs
+    # What the matte step's rules let through is measured by stricter ones (see
+    # appliance/imaging/seams.py): what shows outside the body at the frame's sides, and,
+    # with the photo before the replacement, what continues a thing of the old background
+    # across the outline.
+    u = eye_px * scale
+    shown = differs & (small_alpha >= SHOWN_ALPHA)
+    outside = shown & (verdict.distance > 1.0)
+    left |= at_side(outside, round(seed[1] * scale))
+    left |= off_the_side(outside, verdict.distance, colours, u)
+    if old is not None:
+        left |= continued(shrink(old, scale), small_alpha, shown, u)
     if not left.any():
         return []
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(left, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(left.view(np.uint8), connectivity=8)
     minimum = max(4.0, MIN_AREA_EYE2 * eye_px * eye_px)
     found: list[Remnant] = []
     for label in range(1, count):
