@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from appliance.errors import ApplianceError
-from appliance.inference import tflite_graph
+from appliance.inference import quantize_ranges, tflite_graph
 from appliance.inference.quantize_eval import (
     AUGMENTATIONS,
     ID_METRIC,
@@ -67,7 +67,8 @@ RECIPE_NAME = "static_wi8_ai8"
 # int8 ops the XNNPACK delegate of ai-edge-litert 2.3.0 leaves to the reference kernels
 # (measured: each one splits the graph into another delegate partition).
 XNNPACK_FLOAT_ONLY = ("AVERAGE_POOL_2D", "HARD_SWISH", "RELU")
-RANGES = "mean"  # see _mean_update
+RANGES = "quantile"  # see quantize_ranges
+RANGE_QUANTILE = 0.95
 # Cross-layer equalisation (equalise_depthwise): channel scale = (activation range / next
 # layer's weight range) ** EQUALISE_ALPHA; ranges under EQUALISE_FLOOR of the widest count as
 # that much, so a nearly dead channel's weights are not blown up past what int8 kernels take.
@@ -154,14 +155,6 @@ def prepare_float_model(data: bytes) -> tuple[bytes, list[str]]:
     return tflite_graph.write_model(model), notes
 
 
-def _mean_update(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Running mean of the per-sample min and max: clips each sample's rare extremes like the
-    quantizer's moving average, but weighs every sample alike (order does not matter)."""
-    seen = int(qsv.get("mean_of", 1))
-    mean = {k: (qsv[k] * seen + new[k]) / (seen + 1) for k in ("min", "max")}
-    return {**new, **mean, "mean_of": seen + 1}
-
-
 def quantize_model(
     prepared: bytes,
     samples: Sequence[np.ndarray],
@@ -169,12 +162,15 @@ def quantize_model(
     keep_float: Sequence[str] = (),
     keep_float_ops: Sequence[str] = (),
     ranges: str = RANGES,
+    quantile: float = RANGE_QUANTILE,
+    input_range: tuple[float, float] | None = None,
 ) -> bytes:
     """Static int8 quantization of a prepared model, calibrated on float32 samples; ops whose
     output tensors are named in `keep_float`, or of a type in `keep_float_ops`, stay float.
-    `ranges`: "mean" (of the per-sample min and max; the default), "min_max" (covers every
-    sample) or "moving_average" (the quantizer's own default: an exponential average that the
-    first samples dominate)."""
+    `ranges`: how each activation's range comes from the samples' (`quantize_ranges`: "mean",
+    "quantile" at `quantile`, "min_max"; or "moving_average", the quantizer's own default, an
+    exponential average that the first samples dominate). `input_range`: the range the wrapper
+    feeds (the input tensor gets exactly that; None: measured like the rest)."""
     from ai_edge_quantizer import algorithm_manager, calibrator, qtyping, quantizer, recipe
     from ai_edge_quantizer.recipe_manager import RecipeManager
     from ai_edge_quantizer.utils import qsv_utils
@@ -184,11 +180,8 @@ def quantize_model(
     signature = tflite_graph.SIGNATURE_INPUT
     calibration = {tflite_graph.SIGNATURE_KEY: [{signature: s[np.newaxis]} for s in samples]}
     skip = algorithm_manager.AlgorithmName.NO_QUANTIZE
-    update = {
-        "min_max": qsv_utils.min_max_update,
-        "moving_average": qsv_utils.moving_average_update,
-        "mean": _mean_update,
-    }
+    moving = ranges == "moving_average"
+    update = qsv_utils.moving_average_update if moving else quantize_ranges.collect_update
     with contextlib.redirect_stderr(io.StringIO()):  # the quantizer's progress bars
         tool = quantizer.Quantizer(bytearray(prepared), getattr(recipe, RECIPE_NAME)())
         for op_type in keep_float_ops:
@@ -201,10 +194,14 @@ def quantize_model(
         manager = RecipeManager()
         manager.load_quantization_recipe(tool.get_quantization_recipe())
         calibration_run = calibrator.Calibrator(
-            bytearray(prepared), num_threads=num_threads, qsv_update_func=update[ranges]
+            bytearray(prepared), num_threads=num_threads, qsv_update_func=update
         )
         calibration_run.calibrate(calibration, manager)
         result = calibration_run.get_model_qsvs()
+        if not moving:
+            graph = tflite_graph.read_model(prepared).subgraphs[0]
+            name = tflite_graph.tensor_name(graph.tensors[graph.inputs[0]]) if input_range else ""
+            result = quantize_ranges.settle(result, ranges, quantile, name, input_range or (0, 0))
         quantized = tool.quantize(result, enable_progress_report=False).quantized_model
     if quantized is None:
         raise ApplianceError("the quantizer produced no model")
@@ -379,13 +376,15 @@ def quantize_corrected(
     num_threads: int = 2,
     keep_float: Sequence[str] = (),
     keep_float_ops: Sequence[str] = (),
+    input_range: tuple[float, float] | None = None,
 ) -> tuple[bytes, bytes, list[str]]:
     """Equalise, quantize, correct the biases, quantize again: the int8 model, the float model
     it was quantized from (same outputs as `prepared`), and what was done."""
     equalised, pairs = equalise_depthwise(prepared, samples)
-    first = quantize_model(equalised, samples, num_threads, keep_float, keep_float_ops)
+    options: dict[str, Any] = {"input_range": input_range}
+    first = quantize_model(equalised, samples, num_threads, keep_float, keep_float_ops, **options)
     corrected, convs = correct_biases(equalised, samples, first)
-    final = quantize_model(corrected, samples, num_threads, keep_float, keep_float_ops)
+    final = quantize_model(corrected, samples, num_threads, keep_float, keep_float_ops, **options)
     notes = [f"bias-corrected {convs} convolutions for their int8 weights' rounding"]
     if pairs:
         notes.insert(0, f"equalised {pairs} depthwise/convolution channel pairs")
@@ -476,19 +475,21 @@ def build_one(
     prepared, notes = prepare_float_model(source.read_bytes())
     samples = calibration_samples(name, calibration, runner.service())
     heads = tflite_graph.output_heads(tflite_graph.read_model(prepared))
+    spec = get_model(name)
+    fed = (spec.input_min, spec.input_max)
     if name in CORRECTED_MODELS:
         runtime_bytes, corrected, steps = quantize_corrected(
-            prepared, samples, runner.num_threads, heads, XNNPACK_FLOAT_ONLY
+            prepared, samples, runner.num_threads, heads, XNNPACK_FLOAT_ONLY, fed
         )
         notes += steps
     else:
         corrected = prepared
         runtime_bytes = quantize_model(
-            prepared, samples, runner.num_threads, heads, XNNPACK_FLOAT_ONLY
+            prepared, samples, runner.num_threads, heads, XNNPACK_FLOAT_ONLY, input_range=fed
         )
     target = out_dir / int8_file_name(name)
     digest = _write(target, runtime_bytes)
-    io_bytes = quantize_model(corrected, samples, runner.num_threads)
+    io_bytes = quantize_model(corrected, samples, runner.num_threads, input_range=fed)
     io_target = out_dir / int8_file_name(name, integer_io=True)
     io_digest = _write(io_target, io_bytes)
     float_model, int8_model = runner.model(source, name), runner.model(target, name)
@@ -591,7 +592,8 @@ def build_models(
             "name": RECIPE_NAME,
             "base": json.loads(json.dumps(getattr(recipe, RECIPE_NAME)(), default=str)),
             "kept_float": "each model's output heads (see its notes) and xnnpack_float_only",
-            "activation_ranges": RANGES,
+            "activation_ranges": f"{RANGES} {RANGE_QUANTILE}" if RANGES == "quantile" else RANGES,
+            "input_range": "the range the wrapper feeds (exact for uint8 pixels)",
             "equalisation": {
                 "pairs": "linear depthwise convolution -> convolution",
                 "alpha": EQUALISE_ALPHA,
