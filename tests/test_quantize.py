@@ -258,12 +258,8 @@ def _detector_samples(count: int) -> list[np.ndarray]:
 
 @NEEDS_QUANTIZER
 def test_equalisation_keeps_the_float_outputs_and_evens_the_channels(models_dir: Path) -> None:
-    from appliance.inference.quantize import (
-        _depthwise_pairs,
-        _float_tensors,
-        equalise_depthwise,
-        prepare_float_model,
-    )
+    from appliance.inference.equalise import _depthwise_pairs, _float_tensors, equalise_depthwise
+    from appliance.inference.quantize import prepare_float_model
 
     source = verified_model_path("face_detection_short_range", models_dir)
     prepared, _ = prepare_float_model(source.read_bytes())
