@@ -65,15 +65,15 @@ def exposure_check(face: FaceImage) -> Check:
     # The skin's box and a kernel's margin: the opening sees the skin's edge as on the photo.
     box = _grown(face.skin_box, size, zones)
     skin = face.skin_in(box)
-    total = int(skin.sum())
+    total = int(np.count_nonzero(skin))
     if total < 50:
         return check("exposure", "warn", 0.0, "face skin visible", "exposure dim", mean="?")
     y = face.luminance_in(box)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     blown_raw = ((y >= 247) & skin).astype(np.uint8)
     blown = cv2.morphologyEx(blown_raw, cv2.MORPH_OPEN, kernel).astype(bool)
-    bright = float(blown.sum()) / total
-    dark = float(((y <= 25) & skin).sum()) / total
+    bright = float(np.count_nonzero(blown)) / total
+    dark = float(np.count_nonzero((y <= 25) & skin)) / total
     mean = float(y[skin].mean()) / 255.0
     over_score = min(100.0, 1.0 / (bright + 0.01))
     under_score = max(0.0, min(100.0, 120.0 * (0.832 - _sigmoid(dark, 0.92, 0.05))))
@@ -163,7 +163,7 @@ def face_shadow_check(face: FaceImage) -> Check:
     chroma_far = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 10
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     inner = cv2.erode(skin.astype(np.uint8), kernel).astype(bool) & ~chroma_far
-    if inner.sum() < 50:
+    if np.count_nonzero(inner) < 50:
         return check("face shadows", "pass", 0.0, "face visible", "no face shadow")
     sigma = max(1.0, 0.08 * zones.eye_distance)
     # Zero beyond the box, as beyond the skin: the same as blurring the whole photo.
@@ -175,7 +175,7 @@ def face_shadow_check(face: FaceImage) -> Check:
     smooth = smooth / np.maximum(weight, 1e-3)
     typical = float(np.percentile(smooth[inner], 70))
     deep = inner & (smooth < typical * 0.6)
-    share = float(deep.sum()) / float(inner.sum())
+    share = float(np.count_nonzero(deep)) / float(np.count_nonzero(inner))
     status: Verdict = "pass" if share <= 0.22 else "warn" if share <= 0.30 else "fail"
     least = round(zones.eye_distance * 0.1) ** 2
     return check(
@@ -207,12 +207,12 @@ def background_shadow_check(face: FaceImage) -> Check:
     band = near & back
     band[chin_row:] = False
     rest = back & ~near
-    if band.sum() < 50 or rest.sum() < 50:
+    if np.count_nonzero(band) < 50 or np.count_nonzero(rest) < 50:
         return check("background shadow", "pass", 0.0, "background visible", "no back shadow")
     light = face.lightness(back)
     reference = float(np.median(light[rest]))
     dark = band & (light < reference - 8.0)
-    share = float(dark.sum()) / float(band.sum())
+    share = float(np.count_nonzero(dark)) / float(np.count_nonzero(band))
     status: Verdict = "pass" if share <= 0.05 else "warn" if share <= 0.15 else "fail"
     return check(
         "background shadow",
@@ -270,13 +270,13 @@ def red_eye_check(face: FaceImage) -> Check:
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
         box = zones.ring_box(ring)
         opening = zones.polygon(ring, box=box)
-        if opening.sum() < 9:
+        if np.count_nonzero(opening) < 9:
             continue
         # A retina lit by the flash: strongly red (a* over 45) and not dark; a brown iris,
         # even through rose-tinted lenses, stays under a* 45.
         colours = face.lab_in(box)
         red = opening & (colours[..., 1] > 45.0) & (colours[..., 0] > 25.0)
-        share = float(red.sum()) / float(opening.sum())
+        share = float(np.count_nonzero(red)) / float(np.count_nonzero(opening))
         if share > 0.04:
             regions.append(Region("red-eye", zones.eye_box(ring, 0.05)))
         worst = max(worst, share)
@@ -314,7 +314,7 @@ def eyes_visible_check(face: FaceImage) -> Check:
         patch = face.grey_in(box)
         inner = zones.ring_box(ring)
         opening = zones.polygon(ring, box=inner)
-        if patch.shape[0] < 3 or patch.shape[1] < 3 or opening.sum() < 9:
+        if patch.shape[0] < 3 or patch.shape[1] < 3 or np.count_nonzero(opening) < 9:
             continue
         sideways = float(np.abs(np.diff(patch, axis=1)).sum())
         updown = float(np.abs(np.diff(patch, axis=0)).sum())

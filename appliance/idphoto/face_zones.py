@@ -159,8 +159,8 @@ _WEIGHTED = np.stack(
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """OFIQ's luminance: Y of linearised sRGB (Rec. 709 weights), as uint8 0-255 (in float32,
     the channels summed red, green, blue)."""
-    red, green, blue = cv2.split(cv2.LUT(np.ascontiguousarray(rgb), _WEIGHTED))
-    y = red + green + blue
+    weighted = cv2.LUT(np.ascontiguousarray(rgb), _WEIGHTED)
+    y = weighted[..., 0] + weighted[..., 1] + weighted[..., 2]
     return np.floor(y * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 

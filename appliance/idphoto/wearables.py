@@ -149,7 +149,7 @@ def _tint_check(face: FaceImage) -> Check:
         zone = face.lab_in(box)[..., 0]
         inner = zones.ring_box(ring)
         opening = zones.polygon(ring, box=inner)
-        if zone.size < 9 or opening.sum() < 9:
+        if zone.size < 9 or np.count_nonzero(opening) < 9:
             continue
         drops.append(float(reference[0] - np.median(zone)))
         low, high = np.percentile(face.lab_in(inner)[..., 0][opening], (10, 90))
