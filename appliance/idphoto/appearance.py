@@ -155,18 +155,20 @@ def face_shadow_check(face: FaceImage) -> Check:
     size = max(3, round(0.2 * zones.eye_distance)) | 1
     # A margin of non-skin so the erosion sees the skin's edge as in the whole photo.
     box = _grown(face.skin_box, size, zones)
-    x0, y0 = box[:2]
-    skin = face.skin_in(box)
-    colours = face.lab_in(box)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    eroded = cv2.erode(face.skin_in(box).astype(np.uint8), kernel)
+    # From here on only the eroded skin's box is read: nothing else can be inner.
+    ex, ey, ew, eh = cv2.boundingRect(eroded)
+    x0, y0 = box[0] + ex, box[1] + ey
+    colours = face.lab_in((x0, y0, x0 + ew, y0 + eh))
     light = colours[..., 0]
     reference = face.reference
     chroma_far = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 10
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    inner = cv2.erode(skin.astype(np.uint8), kernel).astype(bool) & ~chroma_far
+    inner = eroded[ey : ey + eh, ex : ex + ew].astype(bool) & ~chroma_far
     if np.count_nonzero(inner) < 50:
         return check("face shadows", "pass", 0.0, "face visible", "no face shadow")
     sigma = max(1.0, 0.08 * zones.eye_distance)
-    # Zero beyond the box, as beyond the skin: the same as blurring the whole photo.
+    # Zero beyond the box, as beyond the inner skin: the same as blurring the whole photo.
     edge = cv2.BORDER_CONSTANT
     weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), sigma, borderType=edge)
     smooth = cv2.GaussianBlur(

@@ -5,11 +5,13 @@ placement by the document's rules -> decode only what is kept, at the scale it i
 one warp (crop + scale + roll) -> refined matte -> new background -> the pipeline's own landmark
 pass on the result -> checks -> encode (exact pixels, DPI, size cap, no metadata) -> sheet.
 
-Three stages run beside the others on a second core (`side_work`): the matte beside the face
-search; the print sheet, and the measure of what is left of the old background, beside
-everything after the render. The report's per-stage timings are
-each stage's own time, so they add up to more than the total; "segment_wait" and "sheet_wait"
-are what the main thread still waited for them.
+Four stages run beside the others on a second core (`side_work` in stages.py): the matte
+beside the face search; after the render, the print sheet, the measure of what is left of the
+old background and then the digital file's encode, while the main thread verifies the output
+and runs the checks (the face checks first: they need only the verification's mesh) and the
+preview. The report's per-stage timings are each stage's own time, so they add up to more
+than the total; "segment_wait", "remnants_wait", "encode_wait" and "sheet_wait" are what the
+main thread still waited for them.
 """
 
 from __future__ import annotations
