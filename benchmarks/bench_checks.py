@@ -92,8 +92,8 @@ def load_new() -> dict[str, ModuleType]:
     return {name: importlib.import_module(f"appliance.idphoto.{name}") for name in MODULES}
 
 
-def pipeline_inputs() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """What the pipeline hands face_checks for each portrait (icao-35x45)."""
+def pipeline_inputs(smoke: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """What the pipeline hands face_checks for each portrait (icao-35x45; `smoke`: two)."""
     from bench_process import make_inputs
 
     from appliance.assets import fetch_files
@@ -108,6 +108,8 @@ def pipeline_inputs() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         photos[path.name] = path.read_bytes()
     for path in sorted(SHARED.glob("hivision-*.jpg")) if SHARED.is_dir() else []:
         photos[path.name] = path.read_bytes()
+    if smoke:
+        photos = dict(list(photos.items())[:2])
     config = Config()
     maker = pipeline.IdPhotoPipeline(InferenceService.from_config(config.inference), config)
     seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -153,6 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--against", default="b45756d", help="the older commit")
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true", help="two photos, one run (the tests')")
     parser.add_argument("--only", choices=("old", "new"), help="run one version (callgrind)")
     parser.add_argument(
         "--inputs", type=Path, help="keep the inputs in this .npz (made when absent: run once "
@@ -169,7 +172,7 @@ def main() -> int:
                 n: tuple(saved[f"{n}/{k}"] for k in ("pixels", "alpha", "points")) for n in names
             }
     else:
-        cases = pipeline_inputs()
+        cases = pipeline_inputs(args.smoke)
         if args.inputs:
             np.savez(
                 args.inputs,
@@ -192,12 +195,12 @@ def main() -> int:
             != [c.to_dict() for c in versions["new"]["face_checks"].face_checks(*case, spec)]
         ]
         print(f"{len(cases)} photos; reports differ on: {', '.join(differ) or 'none'}")
-        if not args.runs:
+        if not args.runs and not args.smoke:
             return 0
         totals: dict[str, list[float]] = {"old": [], "new": []}
         steps: dict[str, list[list[float]]] = {"old": [], "new": []}
         order = ["old", "new"]
-        for run in range(args.runs):
+        for run in range(1 if args.smoke else args.runs):
             for label in order if run % 2 else order[::-1]:
                 for case in cases.values():
                     totals[label].append(whole(versions[label], case, spec))
