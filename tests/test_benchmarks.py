@@ -39,6 +39,16 @@ def test_process_benchmark_smoke(tmp_path: Path) -> None:
         assert {"decode", "detect", "render", "encode"} <= set(r["stages_median_ms"])
 
 
+def test_checks_benchmark_smoke() -> None:
+    """The face checks against the commit before their speed work, alternating."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_checks.py"), "--smoke"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "face_checks, median per photo" in result.stdout and "head covering" in result.stdout
+
+
 def test_daemon_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "daemon.json"
     result = run_benchmark("bench_daemon.py", out, "--smoke")

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from appliance.idphoto.checks import Check, Region, Verdict, check
-from appliance.idphoto.face_zones import FaceImage, crop, lab
+from appliance.idphoto.face_zones import Box, FaceImage, FaceZones, crop, lab
 from appliance.inference.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
 
 # Spec rules (ICAO 9303 Part 3 / ISO/IEC 19794-5 Annex B) the checks below serve.
@@ -60,17 +60,20 @@ def _boxes(
 def exposure_check(face: FaceImage) -> Check:
     """Blown and black skin by OFIQ's luminance ranges; a specular highlight (a small bright
     spot on the forehead or nose, normal under studio flash) is opened away first."""
-    skin, zones = face.skin, face.zones
-    y = face.luminance
-    total = int(skin.sum())
+    zones = face.zones
+    size = max(3, round(0.08 * zones.eye_distance)) | 1
+    # The skin's box and a kernel's margin: the opening sees the skin's edge as on the photo.
+    box = _grown(face.skin_box, size, zones)
+    skin = face.skin_in(box)
+    total = int(np.count_nonzero(skin))
     if total < 50:
         return check("exposure", "warn", 0.0, "face skin visible", "exposure dim", mean="?")
-    size = max(3, round(0.08 * zones.eye_distance)) | 1
+    y = face.luminance_in(box)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     blown_raw = ((y >= 247) & skin).astype(np.uint8)
     blown = cv2.morphologyEx(blown_raw, cv2.MORPH_OPEN, kernel).astype(bool)
-    bright = float(blown.sum()) / total
-    dark = float(((y <= 25) & skin).sum()) / total
+    bright = float(np.count_nonzero(blown)) / total
+    dark = float(np.count_nonzero((y <= 25) & skin)) / total
     mean = float(y[skin].mean()) / 255.0
     over_score = min(100.0, 1.0 / (bright + 0.01))
     under_score = max(0.0, min(100.0, 120.0 * (0.832 - _sigmoid(dark, 0.92, 0.05))))
@@ -97,7 +100,7 @@ def exposure_check(face: FaceImage) -> Check:
         "blown skin (luminance 247-255) under 1%, very dark skin (0-25) under 87%",
         text,
         rules=(RULE_EXPOSURE,),
-        regions=_boxes(blown, "overexposed", size * size) if status != "pass" else (),
+        regions=_boxes(blown, "overexposed", size * size, box[:2]) if status != "pass" else (),
         **values,
     )
 
@@ -106,14 +109,13 @@ def illumination_check(face: FaceImage) -> Check:
     """Left against right: the median lightness (CIELAB L*) of a zone below each eye. OFIQ's
     own measure (the histogram intersection of its two small cheek zones, in linear light) is
     reported too; alone it fails evenly lit faces whose one cheek zone falls on blush."""
-    skin, zones = face.skin, face.zones
-    light = face.lab[..., 0]
+    zones = face.zones
     d = zones.eye_distance
     medians, boxes = [], []
     for eye in (zones.right_eye, zones.left_eye):
         top = int(eye[1] + 0.4 * zones.eye_mouth_distance)
         box = zones.clip((int(eye[0] - 0.25 * d), top, int(eye[0] + 0.25 * d), int(top + 0.4 * d)))
-        values = crop(light, box)[crop(skin, box)]
+        values = face.lab_in(box)[..., 0][face.skin_in(box)]
         if values.size < 9:
             return check("illumination", "pass", 0.0, "cheeks visible", "lit evenly")
         medians.append(float(np.median(values)))
@@ -133,11 +135,9 @@ def illumination_check(face: FaceImage) -> Check:
 
 
 def _ofiq_uniformity(face: FaceImage) -> float:
-    skin, zones = face.skin, face.zones
-    y = face.luminance
     hists = []
-    for box in zones.cheek_boxes():
-        values = crop(y, box)[crop(skin, box)]
+    for box in face.zones.cheek_boxes():
+        values = face.luminance_in(box)[face.skin_in(box)]
         if values.size < 9:
             return 100.0
         hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
@@ -153,22 +153,22 @@ def face_shadow_check(face: FaceImage) -> Check:
     zones = face.zones
     # Only the face's box is read (the blurs below are the costliest step of the checks).
     size = max(3, round(0.2 * zones.eye_distance)) | 1
-    x0, y0, x1, y1 = _mask_box(face.skin)
-    height, width = face.skin.shape
     # A margin of non-skin so the erosion sees the skin's edge as in the whole photo.
-    x0, y0 = max(0, x0 - size), max(0, y0 - size)
-    x1, y1 = min(width, x1 + size), min(height, y1 + size)
-    skin = face.skin[y0:y1, x0:x1]
-    colours = face.lab[y0:y1, x0:x1]
+    box = _grown(face.skin_box, size, zones)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    eroded = cv2.erode(face.skin_in(box).astype(np.uint8), kernel)
+    # From here on only the eroded skin's box is read: nothing else can be inner.
+    ex, ey, ew, eh = cv2.boundingRect(eroded)
+    x0, y0 = box[0] + ex, box[1] + ey
+    colours = face.lab_in((x0, y0, x0 + ew, y0 + eh))
     light = colours[..., 0]
     reference = face.reference
     chroma_far = np.hypot(colours[..., 1] - reference[1], colours[..., 2] - reference[2]) > 10
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    inner = cv2.erode(skin.astype(np.uint8), kernel).astype(bool) & ~chroma_far
-    if inner.sum() < 50:
+    inner = eroded[ey : ey + eh, ex : ex + ew].astype(bool) & ~chroma_far
+    if np.count_nonzero(inner) < 50:
         return check("face shadows", "pass", 0.0, "face visible", "no face shadow")
     sigma = max(1.0, 0.08 * zones.eye_distance)
-    # Zero beyond the box, as beyond the skin: the same as blurring the whole photo.
+    # Zero beyond the box, as beyond the inner skin: the same as blurring the whole photo.
     edge = cv2.BORDER_CONSTANT
     weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), sigma, borderType=edge)
     smooth = cv2.GaussianBlur(
@@ -177,7 +177,7 @@ def face_shadow_check(face: FaceImage) -> Check:
     smooth = smooth / np.maximum(weight, 1e-3)
     typical = float(np.percentile(smooth[inner], 70))
     deep = inner & (smooth < typical * 0.6)
-    share = float(deep.sum()) / float(inner.sum())
+    share = float(np.count_nonzero(deep)) / float(np.count_nonzero(inner))
     status: Verdict = "pass" if share <= 0.22 else "warn" if share <= 0.30 else "fail"
     least = round(zones.eye_distance * 0.1) ** 2
     return check(
@@ -191,12 +191,9 @@ def face_shadow_check(face: FaceImage) -> Check:
     )
 
 
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """The mask's bounding box (the whole image for an empty mask)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not rows.size:
-        return (0, 0, mask.shape[1], mask.shape[0])
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+def _grown(box: Box, margin: int, zones: FaceZones) -> Box:
+    x0, y0, x1, y1 = box
+    return zones.clip((x0 - margin, y0 - margin, x1 + margin, y1 + margin))
 
 
 def background_shadow_check(face: FaceImage) -> Check:
@@ -212,12 +209,12 @@ def background_shadow_check(face: FaceImage) -> Check:
     band = near & back
     band[chin_row:] = False
     rest = back & ~near
-    light = face.lab[..., 0]
-    if band.sum() < 50 or rest.sum() < 50:
+    if np.count_nonzero(band) < 50 or np.count_nonzero(rest) < 50:
         return check("background shadow", "pass", 0.0, "background visible", "no back shadow")
+    light = face.lightness(back)
     reference = float(np.median(light[rest]))
     dark = band & (light < reference - 8.0)
-    share = float(dark.sum()) / float(band.sum())
+    share = float(np.count_nonzero(dark)) / float(np.count_nonzero(band))
     status: Verdict = "pass" if share <= 0.05 else "warn" if share <= 0.15 else "fail"
     return check(
         "background shadow",
@@ -233,12 +230,11 @@ def background_shadow_check(face: FaceImage) -> Check:
 def colour_check(face: FaceImage) -> Check:
     """OFIQ's natural colour on the cheek zones; a photo without colour fails (authorities
     ask for colour, though OFIQ itself scores grey as natural)."""
-    pixels, skin, zones = face.pixels, face.skin, face.zones
-    sample = np.ascontiguousarray(pixels[::3, ::3]).astype(np.int16)
-    if int(np.abs(sample - sample[..., :1]).max()) <= 2:
+    pixels, zones = face.pixels, face.zones
+    if _grey_photo(pixels, face.region):
         return check("natural colour", "fail", 0.0, "a colour photo", "greyscale",
                      rules=(RULE_COLOUR,))  # fmt: skip
-    chosen = [crop(pixels, b)[crop(skin, b)] for b in zones.cheek_boxes()]
+    chosen = [crop(pixels, b)[face.skin_in(b)] for b in zones.cheek_boxes()]
     values = np.concatenate([c for c in chosen if c.size]) if any(c.size for c in chosen) else None
     if values is None or len(values) < 9:
         return check("natural colour", "pass", 100.0, "cheeks visible", "colour natural")
@@ -257,18 +253,32 @@ def colour_check(face: FaceImage) -> Check:
     )
 
 
+def _grey_photo(pixels: np.ndarray, first: Box) -> bool:
+    """Every third pixel each way has its channels within 2 levels of each other; the pixels
+    of `first` on that grid are looked at first (a colour face answers there)."""
+    x0, y0, x1, y1 = first
+    x0, y0 = x0 + (-x0 % 3), y0 + (-y0 % 3)  # on the photo's grid
+    for part in (pixels[y0:y1:3, x0:x1:3], pixels[::3, ::3]):
+        sample = np.ascontiguousarray(part).astype(np.int16)
+        if sample.size and int(np.abs(sample - sample[..., :1]).max()) > 2:
+            return False
+    return True
+
+
 def red_eye_check(face: FaceImage) -> Check:
     """Saturated red inside either eye's opening (a flash reflected off the retina)."""
     zones = face.zones
     worst, regions = 0.0, []
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
-        opening = zones.polygon(ring)
-        if opening.sum() < 9:
+        box = zones.ring_box(ring)
+        opening = zones.polygon(ring, box=box)
+        if np.count_nonzero(opening) < 9:
             continue
         # A retina lit by the flash: strongly red (a* over 45) and not dark; a brown iris,
         # even through rose-tinted lenses, stays under a* 45.
-        red = opening & (face.lab[..., 1] > 45.0) & (face.lab[..., 0] > 25.0)
-        share = float(red.sum()) / float(opening.sum())
+        colours = face.lab_in(box)
+        red = opening & (colours[..., 1] > 45.0) & (colours[..., 0] > 25.0)
+        share = float(np.count_nonzero(red)) / float(np.count_nonzero(opening))
         if share > 0.04:
             regions.append(Region("red-eye", zones.eye_box(ring, 0.05)))
         worst = max(worst, share)
@@ -300,19 +310,18 @@ def eyes_visible_check(face: FaceImage) -> Check:
     An eye hidden behind something dark (sunglasses) has no contrast left in its opening: the
     white and the iris, some 40-65 L* apart on an open eye, differ by under 10."""
     zones = face.zones
-    grey = face.grey
-    light = face.lab[..., 0]
     worst, flattest, regions = 0.0, 100.0, []
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
         box = zones.eye_box(ring, 0.12)
-        patch = crop(grey, box)
-        opening = zones.polygon(ring)
-        if patch.shape[0] < 3 or patch.shape[1] < 3 or opening.sum() < 9:
+        patch = face.grey_in(box)
+        inner = zones.ring_box(ring)
+        opening = zones.polygon(ring, box=inner)
+        if patch.shape[0] < 3 or patch.shape[1] < 3 or np.count_nonzero(opening) < 9:
             continue
         sideways = float(np.abs(np.diff(patch, axis=1)).sum())
         updown = float(np.abs(np.diff(patch, axis=0)).sum())
         ratio = sideways / (updown + 1.0)
-        low, high = np.percentile(light[opening], (10, 90))
+        low, high = np.percentile(face.lab_in(inner)[..., 0][opening], (10, 90))
         contrast = float(high - low)
         if ratio > 1.2 or contrast < 10.0:
             regions.append(Region("eye covered", box))

@@ -5,23 +5,21 @@ placement by the document's rules -> decode only what is kept, at the scale it i
 one warp (crop + scale + roll) -> refined matte -> new background -> the pipeline's own landmark
 pass on the result -> checks -> encode (exact pixels, DPI, size cap, no metadata) -> sheet.
 
-Three stages run beside the others on a second core (`side_work`): the matte beside the face
-search; the print sheet, and the measure of what is left of the old background, beside
-everything after the render. The report's per-stage timings are
-each stage's own time, so they add up to more than the total; "segment_wait" and "sheet_wait"
-are what the main thread still waited for them.
+Four stages run beside the others on a second core (`side_work` in stages.py): the matte
+beside the face search; after the render, the print sheet, the measure of what is left of the
+old background and then the digital file's encode, while the main thread verifies the output
+and runs the checks (the face checks first: they need only the verification's mesh) and the
+preview. The report's per-stage timings are each stage's own time, so they add up to more
+than the total; "segment_wait", "remnants_wait", "encode_wait" and "sheet_wait" are what the
+main thread still waited for them.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -29,15 +27,16 @@ from appliance.config import Config
 from appliance.errors import FaceTooSmallError, MultipleFacesError, NoFaceError
 from appliance.idphoto import checks as checks_mod
 from appliance.idphoto.face_checks import face_checks
+from appliance.idphoto.finishing import all_checks, face_on, make_report, print_sheet
 from appliance.idphoto.framing import measure_head, plan_frame, raster_affine
 from appliance.idphoto.render import chain, draw_guides, kept_to_view, measure_output, render
-from appliance.idphoto.specs import DocumentSpec, get_spec
+from appliance.idphoto.specs import get_spec
+from appliance.idphoto.stages import Timings, View, side_work
 from appliance.imaging.decode import DecodedImage, decode
 from appliance.imaging.encode import encode_jpeg, encode_jpeg_capped
 from appliance.imaging.geometry import apply_affine
-from appliance.imaging.layout import compose_sheet
 from appliance.imaging.matte import parse_hex_colour
-from appliance.imaging.remnants import Remnant, find_remnants
+from appliance.imaging.remnants import find_remnants
 from appliance.inference.detector import Face
 from appliance.inference.landmarks import MIN_PRESENCE, FaceLandmarks
 from appliance.inference.segmenter import PortraitMask
@@ -73,57 +72,6 @@ class Product:
     sheet: bytes | None
     preview: bytes
     report: dict[str, Any]
-
-
-T = TypeVar("T")
-
-
-@dataclass
-class Timings:
-    stages: dict[str, float] = field(default_factory=dict)
-
-    def timed(self, stage: str, work: Callable[..., T], *args: Any) -> T:
-        """Run `work` and record its time under `stage` (for work on a side thread)."""
-        with self(stage):
-            return work(*args)
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = (time.perf_counter() - start) * 1000.0
-            self.stages[stage] = round(self.stages.get(stage, 0.0) + elapsed, 2)
-
-
-@dataclass(frozen=True)
-class View:
-    """Pixels the models look at: a scaled (and maybe cropped) copy of the photo."""
-
-    pixels: np.ndarray
-    scale: float  # view px per full-resolution px
-    origin: tuple[float, float] = (0.0, 0.0)  # full-resolution px of the view's top left
-
-    def to_full(self, x: float, y: float) -> tuple[float, float]:
-        return (self.origin[0] + x / self.scale, self.origin[1] + y / self.scale)
-
-
-_SIDE: ThreadPoolExecutor | None = None
-_SIDE_LOCK = threading.Lock()
-
-
-def side_work() -> ThreadPoolExecutor:
-    """Threads for the stages that need not wait for each other: the matte beside the face
-    search, the print sheet beside the verification, checks and encodes. The models, OpenCV
-    and the JPEG encoder release the GIL, so on a multi-core device these really overlap
-    (measured on 2 cores, alternating runs in one process: about 13 ms less for a 0.4 MP
-    photo, 14 ms less for 12 MP)."""
-    global _SIDE
-    with _SIDE_LOCK:
-        if _SIDE is None:
-            _SIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="idphoto")
-        return _SIDE
 
 
 class IdPhotoPipeline:
@@ -321,7 +269,7 @@ class IdPhotoPipeline:
         kept_to_raster = chain(kept_to_view(view.scale, view.origin, kept.scale), view_to_raster)
         chin_row = float((view_to_raster @ np.array([*head.chin, 1.0]))[1])
         head_rows = plan.head_mm * px_per_mm
-        face_point, eye_px = _face_on(view_to_raster, head)
+        face_point, eye_px = face_on(view_to_raster, head)
         with timings("render"):
             rendered = render(
                 kept.pixels,
@@ -336,26 +284,17 @@ class IdPhotoPipeline:
                 face_point,
                 eye_px,
             )
-        # What is left of the old background is measured on the finished pixels beside the
-        # verification pass (the face's place on them is known from the source).
-        remnants_job = side_work().submit(
-            timings.timed,
-            "remnants",
-            find_remnants,
-            rendered.pixels,
-            rendered.alpha,
-            background,
-            face_point,
-            eye_px,
-            chin_row,
-            rendered.source,
-        )
-        # The print sheet needs only the finished pixels: it is tiled and encoded (a 2 MP
-        # JPEG, the longest single step) on the second core from here on.
-        sheet_job = side_work().submit(
+        # After the render, three jobs need only the finished pixels and go to the second core:
+        # the print sheet (tiled, and a 2 MP JPEG: the longest), the measure of what is left
+        # of the old background (wanted by the checks), then the digital file's encode. The
+        # main thread meanwhile verifies the output and runs the face checks on it.
+        side = side_work()
+        sheet_job = side.submit(
             timings.timed,
             "sheet",
-            self._sheet,
+            print_sheet,
+            self.inference,
+            self.config,
             rendered.pixels,
             spec,
             request.paper,
@@ -367,6 +306,30 @@ class IdPhotoPipeline:
             chin_row / px_per_mm,
             head,
         )
+        remnants_job = side.submit(
+            timings.timed,
+            "remnants",
+            find_remnants,
+            rendered.pixels,
+            rendered.alpha,
+            background,
+            face_point,
+            eye_px,
+            chin_row,
+            rendered.source,
+        )
+        digital_job = side.submit(
+            timings.timed,
+            "encode",
+            partial(
+                encode_jpeg_capped,
+                rendered.pixels,
+                dpi=round(px_per_mm * 25.4),
+                max_bytes=spec.max_file_bytes,
+                min_bytes=spec.min_file_bytes,
+                min_size=spec.digital_min_px,
+            ),
+        )
         with timings("verify"):
             eyes = apply_affine(view_to_raster, np.array([marks.right_eye, marks.left_eye]))
             measured = measure_output(
@@ -377,18 +340,18 @@ class IdPhotoPipeline:
                 ((eyes[0, 0], eyes[0, 1]), (eyes[1, 0], eyes[1, 1])),
                 1,  # more than one usable face in the photo was refused above
             )
-        with timings("encode"):
-            digital = encode_jpeg_capped(
-                rendered.pixels,
-                dpi=round(px_per_mm * 25.4),
-                max_bytes=spec.max_file_bytes,
-                min_bytes=spec.min_file_bytes,
-                min_size=spec.digital_min_px,
+        with timings("face_checks"):
+            on_face = (
+                face_checks(
+                    rendered.pixels, rendered.alpha, measured[1], spec, request.religious_covering
+                )
+                if measured is not None
+                else []
             )
         with timings("remnants_wait"):
             remnants = remnants_job.result()
         with timings("checks"):
-            report_checks = self._checks(
+            report_checks = all_checks(
                 rendered,
                 measured,
                 spec,
@@ -397,7 +360,7 @@ class IdPhotoPipeline:
                 1.0 / out_per_full if out_per_full else 0.0,
                 head.roll,
                 remnants,
-                request.religious_covering,
+                on_face,
             )
         eye_lo, eye_hi = spec.eye_line_px_range
         with timings("preview"):
@@ -412,126 +375,12 @@ class IdPhotoPipeline:
                 dpi=72,
                 quality=85,
             )
+        with timings("encode_wait"):
+            digital = digital_job.result()
         with timings("sheet_wait"):
             sheet = sheet_job.result()
-        report = {
-            "spec": spec.id,
-            "input": {"format": analysis.format, "size": list(analysis.full_size)},
-            "face": {
-                "score": round(face.score, 3),
-                "box": [
-                    round(v)
-                    for v in (
-                        *view.to_full(face.box.x0, face.box.y0),
-                        *view.to_full(face.box.x1, face.box.y1),
-                    )
-                ],
-            },
-            "output": {
-                "size": list(size),
-                "dpi": round(px_per_mm * 25.4),
-                "bytes": len(digital.data),
-                "jpeg_quality": digital.quality,
-            },
-            "geometry": _geometry(measured[0] if measured else None, px_per_mm, size),
-            "transforms": {
-                "roll_corrected_deg": round(head.roll, 2),
-                "scale_out_per_source_px": round(out_per_full, 4),
-                "background": "#{:02X}{:02X}{:02X}".format(*background),
-                "subject_extended_px": rendered.extended_px,
-                "matte_dropped_px": rendered.dropped_px,
-                "crown_from_matte": head.crown_from_matte,
-            },
-            "checks": [c.to_dict() for c in report_checks],
-            "verdict": checks_mod.worst(report_checks),
-            "notes": list(head.notes + plan.notes),
-            "timings_ms": timings.stages,
-        }
+        report = make_report(
+            spec, analysis, face, view, size, px_per_mm, digital, measured, head, plan,
+            out_per_full, background, rendered, report_checks, timings,
+        )  # fmt: skip
         return Product(digital.data, sheet, preview, report)
-
-    def _sheet(
-        self,
-        pixels: np.ndarray,
-        spec: DocumentSpec,
-        paper: str,
-        plan: Any,
-        mask: Any,
-        view: View,
-        kept: DecodedImage,
-        background: tuple[int, int, int],
-        chin_mm: float,
-        head: Any,
-    ) -> bytes:
-        dpi = self.config.product.sheet_dpi
-        per_mm = dpi / 25.4
-        print_size = (round(spec.width_mm * per_mm), round(spec.height_mm * per_mm))
-        height, width = pixels.shape[:2]
-        if abs(width / height - print_size[0] / print_size[1]) < 0.01:
-            photo = pixels  # same shape: compose_sheet resizes it to the exact print pixels
-        else:  # a portal-shaped digital frame: render the print shape on its own
-            to_raster = chain(plan.to_mm, raster_affine(plan, print_size, per_mm))
-            kept_to_raster = chain(kept_to_view(view.scale, view.origin, kept.scale), to_raster)
-            photo = render(
-                kept.pixels,
-                kept_to_raster,
-                to_raster,
-                print_size,
-                mask,
-                self.inference,
-                background,
-                chin_mm * per_mm,
-                plan.head_mm * per_mm,
-                *_face_on(to_raster, head),
-            ).pixels
-        sheet = compose_sheet(photo, (spec.width_mm, spec.height_mm), paper=paper, dpi=dpi)
-        # Printed at 300 dpi, 4:2:0 chroma (150 dpi) is below what the eye resolves on paper.
-        return encode_jpeg(sheet.image, dpi=sheet.dpi, quality=95, subsampling=2)
-
-    def _checks(
-        self,
-        rendered: Any,
-        measured: Any,
-        spec: DocumentSpec,
-        px_per_mm: float,
-        background: tuple[int, int, int],
-        source_per_out: float,
-        roll: float,
-        remnants: list[Remnant],
-        religious_covering: bool = False,
-    ) -> list[checks_mod.Check]:
-        if measured is None:
-            return [checks_mod.check("single face", "fail", 0, "exactly 1", "no face")]
-        measure, points = measured
-        return [
-            *checks_mod.geometry_checks(measure, spec, px_per_mm),
-            *checks_mod.pose_checks(measure, roll),
-            *checks_mod.image_checks(
-                rendered.pixels, rendered.alpha, measure, background, source_per_out
-            ),
-            checks_mod.background_check(
-                rendered.pixels, rendered.alpha, measure, background, px_per_mm, remnants
-            ),
-            *face_checks(rendered.pixels, rendered.alpha, points, spec, religious_covering),
-            checks_mod.framing_check(rendered.extended_share),
-        ]
-
-
-def _face_on(view_to_raster: np.ndarray, head: Any) -> tuple[tuple[float, float], float]:
-    """The eye midpoint and the eye distance of `head` on a raster."""
-    x, y = apply_affine(view_to_raster, np.array([head.eye_mid]))[0]
-    return (float(x), float(y)), head.eye_distance * float(np.hypot(*view_to_raster[:, 0]))
-
-
-def _geometry(measure: Any, px_per_mm: float, size: tuple[int, int]) -> dict[str, float]:
-    if measure is None:
-        return {}
-    return {
-        "crown_y": round(measure.crown_y, 1),
-        "chin_y": round(measure.chin_y, 1),
-        "eye_line_y": round(measure.eye_mid[1], 1),
-        "face_centre_x": round(measure.face_centre_x, 1),
-        "head_height_mm": round((measure.chin_y - measure.crown_y) / px_per_mm, 2),
-        "eye_line_from_bottom_mm": round((size[1] - measure.eye_mid[1]) / px_per_mm, 2),
-        "centre_offset_mm": round((measure.face_centre_x - size[0] / 2) / px_per_mm, 2),
-        "eye_distance_px": round(measure.eye_distance, 1),
-    }

@@ -50,10 +50,9 @@ FRAME_NOTE = {
 }
 
 
-def _line_strength(grey: np.ndarray, box: tuple[int, int, int, int], horizontal: bool) -> float:
-    """How strongly a straight line crosses the box: the signed derivative across the line,
+def _line_strength(patch: np.ndarray, horizontal: bool) -> float:
+    """How strongly a straight line crosses the patch: the signed derivative across the line,
     averaged along it (a frame's edge adds up, skin texture cancels), at its strongest."""
-    patch = crop(grey, box)
     if patch.shape[0] < 3 or patch.shape[1] < 3:
         return 0.0
     if not horizontal:
@@ -68,7 +67,7 @@ def frame_score(face: FaceImage) -> float:
     bar across the nose bridge in lightness and (c) the same bar in CIELAB b* (a frame's
     colour is not skin's, even where a translucent or amber bridge barely differs in
     lightness); each ratio is against the same measure on cheek skin."""
-    zones, grey = face.zones, face.grey
+    zones = face.zones
     d = zones.eye_distance
     right_in, left_in = zones.pt(133), zones.pt(362)
     brow = zones.pt(9)
@@ -86,21 +85,18 @@ def frame_score(face: FaceImage) -> float:
         near, far = cx + outward * 0.3 * d, cx + outward * 0.62 * d
         sites.append(((min(near, far), cy - 0.18 * d, max(near, far), cy + 0.18 * d), False))
     boxes = [zones.clip(tuple(round(v) for v in box)) for box, _ in sites]
-    strengths = [_line_strength(grey, b, h) for b, (_, h) in zip(boxes, sites, strict=True)]
+    strengths = [_line_strength(face.grey_in(b), h) for b, (_, h) in zip(boxes, sites, strict=True)]
     cheeks = _skin_patches(zones)
-    reference = float(np.median([_line_strength(grey, b, True) for b in cheeks]))
+    reference = float(np.median([_line_strength(face.grey_in(b), True) for b in cheeks]))
     ratios = np.array(strengths) / (reference + 2.0)
     # The bridge from the brows' inner ends to below the eyes (a browline frame's bar runs
     # just under the brows), in lightness and in b*.
     bridge = zones.clip((round(right_in[0] + 0.25 * span), round(brow[1] + 0.02 * d),
                          round(left_in[0] - 0.25 * span), round(low + 0.15 * d)))  # fmt: skip
-    yellow = np.ascontiguousarray(face.lab[..., 2])
-    light = np.ascontiguousarray(face.lab[..., 0])
-    bar_light = _line_strength(light, bridge, True) / (
-        float(np.median([_line_strength(light, b, True) for b in cheeks])) + 1.0
-    )
-    bar_yellow = _line_strength(yellow, bridge, True) / (
-        float(np.median([_line_strength(yellow, b, True) for b in cheeks])) + 1.0
+    bar_light, bar_yellow = (
+        _line_strength(face.lab_in(bridge)[..., k], True)
+        / (float(np.median([_line_strength(face.lab_in(b)[..., k], True) for b in cheeks])) + 1.0)
+        for k in (0, 2)
     )
     evidence = (
         float(np.median(ratios)) / FRAME_LIMIT,
@@ -152,16 +148,16 @@ def _tint_check(face: FaceImage) -> Check:
     white and iris apart)."""
     zones = face.zones
     reference = face.reference
-    light = face.lab[..., 0]
     drops, contrasts, boxes = [], [], []
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
         box = zones.lens_box(ring)
-        zone = crop(light, box)
-        opening = zones.polygon(ring)
-        if zone.size < 9 or opening.sum() < 9:
+        zone = face.lab_in(box)[..., 0]
+        inner = zones.ring_box(ring)
+        opening = zones.polygon(ring, box=inner)
+        if zone.size < 9 or np.count_nonzero(opening) < 9:
             continue
         drops.append(float(reference[0] - np.median(zone)))
-        low, high = np.percentile(light[opening], (10, 90))
+        low, high = np.percentile(face.lab_in(inner)[..., 0][opening], (10, 90))
         contrasts.append(float(high - low))
         boxes.append(box)
     drop = min(drops) if drops else 0.0  # both lenses tinted
@@ -187,14 +183,13 @@ def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
     opening), each larger than three catchlights (the small reflection of the light in the
     cornea, which every authority accepts): the reflection of a light in a lens."""
     zones = face.zones
-    colours = face.lab
     reference = face.reference
     d = zones.eye_distance
     least = GLARE_LIMIT * (0.84 * d) * (0.60 * d)  # share of a lens zone (see lens_box)
     worst, regions = 0.0, []
     for ring in (RIGHT_EYE_RING, LEFT_EYE_RING):
         box = zones.lens_box(ring)
-        zone = crop(colours, box)
+        zone = face.lab_in(box)
         if zone.size < 27:
             continue
         chroma = np.hypot(zone[..., 1], zone[..., 2])
@@ -204,7 +199,7 @@ def _glare_check(face: FaceImage, worn: bool, rule: str) -> Check:
         )
         # Glare that hides the eye covers the eye opening; a shine on the skin around it
         # (the lid, the cheekbone under a bright light) does not.
-        opening = crop(zones.polygon(ring, 0.03), box)
+        opening = zones.polygon(ring, 0.03, box=box)
         over_eye = np.bincount(labels[opening].ravel(), minlength=count)[:count]
         area = stats[:count, cv2.CC_STAT_AREA]
         areas = np.where(over_eye * 4 >= area, area, 0)[1:]
@@ -259,14 +254,14 @@ def head_covering_check(face: FaceImage, spec: DocumentSpec, religious: bool) ->
     if count < 50:
         return check("head covering", "pass", 0.0, "head visible", "head bare", rules=rules)
     reference = face.reference
-    not_skin, hair_colour = _skin_and_hair(crop(face.lab, head_box), reference)
+    not_skin, hair_colour = _skin_and_hair(face.lab_in(head_box), reference)
     share = np.count_nonzero(ring & not_skin & ~hair_colour) / count
-    smooth = np.count_nonzero(ring & not_skin & _textureless(crop(face.grey, head_box))) / count
-    grey = face.grey
+    smooth = np.count_nonzero(ring & not_skin & _textureless(face.grey_in(head_box))) / count
     forehead = zones.clip((round(zones.pt(109)[0]), round(top[1] - 0.6 * d),
                            round(zones.pt(338)[0]), round(zones.pt(9)[1])))  # fmt: skip
-    brim = _line_strength(grey, forehead, True)
-    brim_ratio = brim / (max(_line_strength(grey, b, True) for b in zones.cheek_boxes()) + 2.0)
+    brim = _line_strength(face.grey_in(forehead), True)
+    cheeks = max(_line_strength(face.grey_in(b), True) for b in zones.cheek_boxes())
+    brim_ratio = brim / (cheeks + 2.0)
     covered = share > 0.47 or brim_ratio > BRIM_LIMIT or smooth > SMOOTH_LIMIT
     # The mark: the head above the brows, from the top of the person there, side to side.
     above = (alpha[:, ax0:ax1] >= 0.5).any(axis=1)
