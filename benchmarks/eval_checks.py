@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from occlusion_variants import OCCLUSION_VARIANTS  # noqa: E402
 from portrait_variants import VARIANTS  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "portraits"
@@ -49,7 +50,10 @@ CHECKS = (
     "red-eye",
     "natural colour",
     "exposure",
+    "face occlusion",
+    "mouth occlusion",
 )
+OCCLUSION = ("face occlusion", "mouth occlusion")
 
 
 # What 12b's corpus notes (the "visible" words of appliance/inference/corpus_table.py) mean as
@@ -107,6 +111,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 cases.append((variant, paint(base, points), own | set(faults), False))
             painter, faults = VARIANTS["headscarf"]
             cases.append(("headscarf+religious", painter(base, points), own, True))
+        if not args.no_variants:
+            # Occlusion variants on every real portrait, the corpus too (only the occlusion
+            # checks are counted on them: a mask changes what the light checks see).
+            for variant, (paint, faults) in OCCLUSION_VARIANTS.items():
+                try:
+                    painted = paint(base, points)
+                except FileNotFoundError as exc:  # the real hand needs the corpus
+                    print(f"{name} {variant}: skipped: {exc}", file=sys.stderr)
+                    continue
+                cases.append((variant, painted, own | set(faults), False))
         for variant, pixels, faults, religious in cases:
             buffer = io.BytesIO()
             Image.fromarray(pixels).save(buffer, "PNG")
@@ -124,6 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     continue
             got = {c["name"]: c for c in checks}
             labelled = entry.get("checked")
+            if variant in OCCLUSION_VARIANTS:
+                labelled = list(OCCLUSION)
             if where == "source":
                 # The photo's own background is not what the authority gets: the finished
                 # photo's background is replaced.
