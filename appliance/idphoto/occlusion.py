@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from appliance.idphoto.checks import Check, Region, Verdict, check
-from appliance.idphoto.face_zones import LIPS, Box, FaceImage, FaceZones, crop
+from appliance.idphoto.face_zones import FACE_OVAL, LIPS, Box, FaceImage, FaceZones, crop
 
 RULE_FACE = "ICAO: the whole face visible, nothing covering it (hands, masks, scarves, objects)"
 RULE_RELIGIOUS = "ICAO: a religious covering may not cover the face from chin to forehead"
@@ -36,7 +36,8 @@ DULL, DARKER = 0.4, 12.0  # under 0.4 of the skin's chroma and 12 L* darker: bla
 CHEEK_TOP = 0.34  # eye distances below the eyes where the cheek zones start
 FACE_LIMIT = 0.40  # the most occluded zone's foreign share (clean faces: at most 0.33)
 MOUTH_LIMIT = 0.35  # the lips' foreign share
-LIP_CONTRAST = 3.0  # a* by which the lips are redder than the skin around them
+LIP_CONTRAST_LEAST = 2.0  # a* by which the lips are redder than the skin around them
+LIP_CONTRAST = 3.0  # ... and by which they are, where the mouth shows no seam or teeth
 LIP_SPREAD = 26.0  # L* spread over a mouth whose lips are not redder (its seam, its teeth)
 
 
@@ -167,6 +168,7 @@ def measure(face: FaceImage) -> dict[str, object]:
     references = _references(face)
     shares: dict[str, float] = {}
     boxes: dict[str, Box] = {}
+    colours: dict[str, np.ndarray] = {}
     for name, (mask, hair_allowed) in _zones(zones, canvas).items():
         inside = mask & person
         if int(inside.sum()) < 9:  # off the photo or the person: nothing to judge
@@ -182,12 +184,19 @@ def measure(face: FaceImage) -> dict[str, object]:
             if share < best:
                 best, chosen = share, foreign
         shares[name] = best
+        colours[name] = np.median(seen[chosen] if chosen.any() else seen, axis=0)
         where = np.zeros_like(inside)
         where[inside] = chosen
         boxes[name] = _zone_box(where if chosen.any() else mask, canvas)
     mouth = _Canvas(zones, LIPS, 0.25, 1)
     contrast, spread = _lips_shown(mouth.view(face.lab), mouth)
-    return {"shares": shares, "boxes": boxes, "lip contrast": contrast, "lip spread": spread}
+    return {
+        "shares": shares,
+        "boxes": boxes,
+        "colours": colours,
+        "lip contrast": contrast,
+        "lip spread": spread,
+    }
 
 
 def _lips_shown(lab: np.ndarray, canvas: _Canvas) -> tuple[float, float]:
@@ -236,15 +245,16 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
     found = measure(face)
     shares: dict[str, float] = found["shares"]  # type: ignore[assignment]
     boxes: dict[str, Box] = found["boxes"]  # type: ignore[assignment]
+    colours: dict[str, np.ndarray] = found["colours"]  # type: ignore[assignment]
     contrast = float(found["lip contrast"])  # type: ignore[arg-type]
     spread = float(found["lip spread"])  # type: ignore[arg-type]
-    # The mouth: something over the lips, or lips that do not show as lips (no redder than
-    # the skin around them, with no dark seam or bright teeth between them either), or a
-    # mouth less red than the skin (a dark object before it).
+    # The mouth: something over the lips, or lips that do not show as lips: under 2 a*
+    # redder than the skin around them (the mesh draws a mouth on the hand's edge, whose
+    # lightness spreads like a mouth's), or under 3 with no dark seam or bright teeth.
     mouth_share = shares["mouth"]
     mouth_hidden = (
         mouth_share > MOUTH_LIMIT
-        or contrast < 0.0
+        or contrast < LIP_CONTRAST_LEAST
         or (contrast < LIP_CONTRAST and spread < LIP_SPREAD)
     )
     mouth_status: Verdict = "fail" if mouth_hidden else "pass"
@@ -252,11 +262,14 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
         "mouth occlusion",
         mouth_status,
         round(mouth_share * 100, 1),
-        f"under {MOUTH_LIMIT * 100:.0f}% of the lips covered; lips {LIP_CONTRAST:g} a* "
-        f"redder than the skin around them, or a mouth {LIP_SPREAD:g} L* in spread",
+        f"under {MOUTH_LIMIT * 100:.0f}% of the lips covered; lips {LIP_CONTRAST_LEAST:g} a* "
+        f"redder than the skin around them ({LIP_CONTRAST:g} unless the mouth spreads "
+        f"{LIP_SPREAD:g} L*)",
         "mouth covered" if mouth_hidden else "mouth visible",
         rules=(RULE_MOUTH,),
-        regions=(Region("mouth covered", boxes["mouth"]),),
+        regions=(Region("mouth covered", _occluder_box(face, boxes["mouth"], colours["mouth"])),)
+        if mouth_hidden
+        else (),
         share=f"{mouth_share * 100:.0f}%",
         contrast=f"{contrast:.1f}",
     )
@@ -267,7 +280,9 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
         covered.append("mouth")
     status: Verdict = "fail" if covered else "pass"
     value = max(face_zones[worst], mouth_share if mouth_hidden else 0.0)
-    regions = tuple(Region("face covered", boxes[k]) for k in covered)
+    regions = tuple(
+        Region("face covered", _occluder_box(face, boxes[k], colours[k])) for k in covered
+    )
     face_check = check(
         "face occlusion",
         status,
@@ -279,6 +294,38 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
         where=", ".join(covered) if covered else "none",
     )
     return [face_check, mouth]
+
+
+def _occluder_box(face: FaceImage, seed: Box, colour: np.ndarray | None) -> Box:
+    """The whole occluder, grown from what a zone found: the pixels of its colour (within
+    12 CIELAB units, lightness at half weight) connected to it, around the face (run only
+    on a face that fails)."""
+    if colour is None:
+        return seed
+    zones = face.zones
+    d = zones.eye_distance
+    oval = zones.points[list(FACE_OVAL)]
+    (fx0, fy0), (fx1, fy1) = oval.min(axis=0), oval.max(axis=0)
+    box = zones.clip((round(fx0 - 0.6 * d), round(fy0), round(fx1 + 0.6 * d),
+                      round(fy1 + 0.8 * d)))  # fmt: skip
+    x0, y0, _x1, _y1 = box
+    lab = crop(face.lab, box)
+    near = np.hypot((lab[..., 0] - colour[0]) * 0.5,
+                    np.hypot(lab[..., 1] - colour[1], lab[..., 2] - colour[2])) < 12.0  # fmt: skip
+    _count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        near.astype(np.uint8), connectivity=8
+    )
+    sx0, sy0, sx1, sy1 = (max(0, v - o) for v, o in zip(seed, (x0, y0, x0, y0), strict=True))
+    touching = np.unique(labels[sy0:sy1, sx0:sx1])
+    touching = touching[touching > 0]
+    if not touching.size:
+        return seed
+    parts = stats[touching]
+    grown = (x0 + int(parts[:, 0].min()), y0 + int(parts[:, 1].min()),
+             x0 + int((parts[:, 0] + parts[:, 2]).max()),
+             y0 + int((parts[:, 1] + parts[:, 3]).max()))  # fmt: skip
+    return (min(grown[0], seed[0]), min(grown[1], seed[1]), max(grown[2], seed[2]),
+            max(grown[3], seed[3]))  # fmt: skip
 
 
 def _merged(regions: tuple[Region, ...]) -> tuple[Region, ...]:
