@@ -33,7 +33,8 @@ WRONG_HUE_CHROMA = 8.0  # chroma from which a hue far from the skin's counts
 WRONG_HUE = 75.0  # degrees of CIELAB hue from the skin's (lipstick and blush stay within 40)
 VIVID = 22.0  # chroma above the skin's that no skin has
 DULL, DARKER = 0.4, 12.0  # under 0.4 of the skin's chroma and 12 L* darker: black or grey
-DIM_PHOTO = 50.0  # the photo's 99th-percentile luminance under which it is under-exposed
+DIM_PHOTO = 30.0  # the person's 99th-percentile luminance under which the photo is too dark
+# (real photos here: 50 and up, dark skin in dark clothes included; at x0.28 exposure: 11-16)
 CHEEK_TOP = 0.34  # eye distances below the eyes where the cheek zones start
 FACE_LIMIT = 0.40  # the most occluded zone's foreign share (clean faces: at most 0.33)
 MOUTH_LIMIT = 0.35  # the lips' foreign share
@@ -216,15 +217,17 @@ def _lips_shown(lab: np.ndarray, canvas: _Canvas) -> tuple[float, float]:
 
 def _judged(face: FaceImage) -> bool:
     """Whether the skin shows its colour at all: not where the forehead and the cheek zones
-    are blown (over 4%, as the exposure check counts them), nor in a photo with nothing
-    bright anywhere (under-exposed: a dark face on a bright background or shirt is judged)."""
+    are blown (over 4%, as the exposure check counts them), nor where nothing on the person
+    is bright (under-exposed; a dark face is judged: its clothes, teeth or eyes are light)."""
     zones = face.zones
     values = [crop(face.luminance, b)[crop(face.alpha, b) >= 0.5]
               for b in (*zones.cheek_boxes(), _forehead(zones))]  # fmt: skip
     y = np.concatenate([v.ravel() for v in values])
     if y.size < 9:
         return False
-    brightest = float(np.percentile(face.luminance[::4, ::4], 99))
+    person = face.alpha[::4, ::4] >= 0.5  # the person: the finished photo's backdrop is new
+    sample = face.luminance[::4, ::4][person]
+    brightest = float(np.percentile(sample, 99)) if sample.size else 0.0
     return float((y >= 247).mean()) <= 0.04 and brightest >= DIM_PHOTO
 
 
