@@ -262,6 +262,21 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
         or contrast < LIP_CONTRAST_LEAST
         or (contrast < LIP_CONTRAST and spread < LIP_SPREAD)
     )
+    face_zones = {k: v for k, v in shares.items() if k != "mouth"}
+    worst = max(face_zones, key=lambda k: face_zones[k])
+    covered = [k for k, v in face_zones.items() if v > FACE_LIMIT]
+    if mouth_hidden:
+        covered.append("mouth")
+    # One box round the occluder (found only on a face that fails): grown from the covered
+    # zones in the colour of the most covered one.
+    occluder: tuple[Region, ...] = ()
+    if covered:
+        seeds = np.array([boxes[k] for k in covered])
+        seed = (int(seeds[:, 0].min()), int(seeds[:, 1].min()), int(seeds[:, 2].max()),
+                int(seeds[:, 3].max()))  # fmt: skip
+        most = max(covered, key=lambda k: shares[k])
+        colour = colours.get(most if shares[most] > 0 else "mouth")
+        occluder = (Region("face covered", _occluder_box(face, seed, colour)),)
     mouth_status: Verdict = "fail" if mouth_hidden else "pass"
     mouth = check(
         "mouth occlusion",
@@ -272,22 +287,12 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
         f"{LIP_SPREAD:g} L*)",
         "mouth covered" if mouth_hidden else "mouth visible",
         rules=(RULE_MOUTH,),
-        regions=(Region("mouth covered", _occluder_box(face, boxes["mouth"], colours["mouth"])),)
-        if mouth_hidden
-        else (),
+        regions=tuple(Region("mouth covered", r.box) for r in occluder) if mouth_hidden else (),
         share=f"{mouth_share * 100:.0f}%",
         contrast=f"{contrast:.1f}",
     )
-    face_zones = {k: v for k, v in shares.items() if k != "mouth"}
-    worst = max(face_zones, key=lambda k: face_zones[k])
-    covered = [k for k, v in face_zones.items() if v > FACE_LIMIT]
-    if mouth_hidden:
-        covered.append("mouth")
     status: Verdict = "fail" if covered else "pass"
     value = max(face_zones[worst], mouth_share if mouth_hidden else 0.0)
-    regions = tuple(
-        Region("face covered", _occluder_box(face, boxes[k], colours[k])) for k in covered
-    )
     face_check = check(
         "face occlusion",
         status,
@@ -295,7 +300,7 @@ def occlusion_checks(face: FaceImage, religious: bool = False) -> list[Check]:
         f"under {FACE_LIMIT * 100:.0f}% of the nose, each cheek, the chin and the lips covered",
         "face covered" if covered else "face visible",
         rules=rules,
-        regions=_merged(regions),
+        regions=occluder,
         where=", ".join(covered) if covered else "none",
     )
     return [face_check, mouth]
@@ -313,31 +318,22 @@ def _occluder_box(face: FaceImage, seed: Box, colour: np.ndarray | None) -> Box:
     (fx0, fy0), (fx1, fy1) = oval.min(axis=0), oval.max(axis=0)
     box = zones.clip((round(fx0 - 0.6 * d), round(fy0), round(fx1 + 0.6 * d),
                       round(fy1 + 0.8 * d)))  # fmt: skip
-    x0, y0, _x1, _y1 = box
-    lab = crop(face.lab, box)
+    x0, y0, x1, y1 = box
+    k = 2  # every second pixel: the box is a mark, not a measure
+    lab = face.lab[y0:y1:k, x0:x1:k]
     near = np.hypot((lab[..., 0] - colour[0]) * 0.5,
                     np.hypot(lab[..., 1] - colour[1], lab[..., 2] - colour[2])) < 12.0  # fmt: skip
     _count, labels, stats, _ = cv2.connectedComponentsWithStats(
         near.astype(np.uint8), connectivity=8
     )
-    sx0, sy0, sx1, sy1 = (max(0, v - o) for v, o in zip(seed, (x0, y0, x0, y0), strict=True))
+    sx0, sy0, sx1, sy1 = (max(0, (v - o) // k) for v, o in zip(seed, (x0, y0, x0, y0), strict=True))
     touching = np.unique(labels[sy0:sy1, sx0:sx1])
     touching = touching[touching > 0]
     if not touching.size:
         return seed
     parts = stats[touching]
-    grown = (x0 + int(parts[:, 0].min()), y0 + int(parts[:, 1].min()),
-             x0 + int((parts[:, 0] + parts[:, 2]).max()),
-             y0 + int((parts[:, 1] + parts[:, 3]).max()))  # fmt: skip
+    grown = (x0 + k * int(parts[:, 0].min()), y0 + k * int(parts[:, 1].min()),
+             min(x1, x0 + k * int((parts[:, 0] + parts[:, 2]).max())),
+             min(y1, y0 + k * int((parts[:, 1] + parts[:, 3]).max())))  # fmt: skip
     return (min(grown[0], seed[0]), min(grown[1], seed[1]), max(grown[2], seed[2]),
             max(grown[3], seed[3]))  # fmt: skip
-
-
-def _merged(regions: tuple[Region, ...]) -> tuple[Region, ...]:
-    """One box round every covered zone: the occluder."""
-    if not regions:
-        return ()
-    boxes = np.array([r.box for r in regions])
-    box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()),
-           int(boxes[:, 3].max()))  # fmt: skip
-    return (Region("face covered", box),)
