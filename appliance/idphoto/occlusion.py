@@ -225,7 +225,7 @@ def _judged(face: FaceImage) -> bool:
     y = np.concatenate([v.ravel() for v in values])
     if y.size < 9:
         return False
-    person = face.alpha[::4, ::4] >= 0.5  # the person: the finished photo's backdrop is new
+    person = face.alpha[::4, ::4] >= 0.9  # inside the person: the backdrop is new, the edge mixed
     sample = face.luminance[::4, ::4][person]
     brightest = float(np.percentile(sample, 99)) if sample.size else 0.0
     return float((y >= 247).mean()) <= 0.04 and brightest >= DIM_PHOTO
