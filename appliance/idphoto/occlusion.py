@@ -186,7 +186,8 @@ def measure(face: FaceImage) -> dict[str, object]:
             if share < best:
                 best, chosen = share, foreign
         shares[name] = best
-        colours[name] = np.median(seen[chosen] if chosen.any() else seen, axis=0)
+        # The occluder's colour, for its box: what was found, else the zone's mean.
+        colours[name] = np.median(seen[chosen], axis=0) if chosen.any() else seen.mean(axis=0)
         where = np.zeros_like(inside)
         where[inside] = chosen
         boxes[name] = _zone_box(where if chosen.any() else mask, canvas)
