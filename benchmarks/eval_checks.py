@@ -11,7 +11,10 @@ the matplotlib wheel), both pinned and fetched now; every portrait in ../shared/
 when present. Labels live in
 benchmarks/check_labels.toml: the faults each real portrait shows. Each real portrait is also
 run with every variant of benchmarks/portrait_variants.py painted on (a fault the public
-images lack, on the real face); a variant adds its faults to the portrait's own.
+images lack, on the real face); a variant adds its faults to the portrait's own. Every real
+portrait, the corpus too, is also run with each occlusion variant of
+benchmarks/occlusion_variants.py (a real hand toned to the sitter's skin, a painted mask,
+scarf, phone, microphone), where only the two occlusion checks are counted.
 
 A check's *positive* is a fault: it counts as found when the check does not pass. A false
 pass (FN) is a fault the report passed; a false alarm (FP) a clean photo it did not pass.
