@@ -2,14 +2,17 @@
 phone or a microphone over the face.
 
 OFIQ segments the face with a network; the appliance runs none, and the mesh places its
-points on an occluded face all the same (it draws a mouth under a mask), so these checks read
-the pixels inside the mesh's zones: the nose, the lips, the two cheeks below the eyes and the
-chin. A zone is occluded where its pixels are far in colour from the sitter's skin (taken on
-the forehead and on the cheeks, whichever is skin-coloured), or, over the mouth, where the
-lips are no redder than the skin around them (a hand of the sitter's own skin tone over the
-mouth hides the lips' colour; a beard, a moustache or lipstick only makes the lips stand out
-more). Hair-coloured pixels (dark, dull) are not counted on the chin and the upper lip, where
-beards and moustaches grow, nor on the cheeks' outer edge, where the sitter's own hair falls.
+points on an occluded face all the same (it draws a mouth on a mask or a hand), so these checks
+read the pixels inside the mesh's zones: the nose, the lips, the two cheeks (below where a
+spectacle frame's rim can lie) and the chin. A zone pixel is covered where no skin has its
+colour against the sitter's skin (taken on the forehead and on the cheeks, whichever is
+skin-coloured): a hue far from the skin's (a blue mask), far more vivid (a coloured scarf), or
+dull and much darker (a black phone; not on the chin and the lips, where beards and
+moustaches grow). Lightness alone is shading and is not counted. Over the mouth, lips that are
+no redder than the skin around them are hidden too: a hand of the sitter's own skin tone over
+the mouth hides the lips' colour, while a beard, a moustache or lipstick makes them stand out
+more. A hand of the sitter's skin colour on the cheek or under the chin is not seen
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
