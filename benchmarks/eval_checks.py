@@ -14,7 +14,10 @@ evaluation aid; no licence-clean set of that size exists on the registries, see
 docs/calibration-data.md). Labels live in
 benchmarks/check_labels.toml: the faults each real portrait shows. Each real portrait is also
 run with every variant of benchmarks/portrait_variants.py painted on (a fault the public
-images lack, on the real face); a variant adds its faults to the portrait's own.
+images lack, on the real face); a variant adds its faults to the portrait's own. Every real
+portrait, the corpus too, is also run with each occlusion variant of
+benchmarks/occlusion_variants.py (a real hand toned to the sitter's skin, a painted mask,
+scarf, phone, microphone), where only the two occlusion checks are counted.
 
 A check's *positive* is a fault: it counts as found when the check does not pass. A false
 pass (FN) is a fault the report passed; a false alarm (FP) a clean photo it did not pass.
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from occlusion_variants import OCCLUSION_VARIANTS  # noqa: E402
 from portrait_variants import VARIANTS  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "portraits"
@@ -52,7 +56,10 @@ CHECKS = (
     "red-eye",
     "natural colour",
     "exposure",
+    "face occlusion",
+    "mouth occlusion",
 )
+OCCLUSION = ("face occlusion", "mouth occlusion")
 
 
 # What 12b's corpus notes (the "visible" words of appliance/inference/corpus_table.py) mean as
@@ -111,6 +118,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 cases.append((variant, paint(base, points), own | set(faults), False))
             painter, faults = VARIANTS["headscarf"]
             cases.append(("headscarf+religious", painter(base, points), own, True))
+        if not args.no_variants:
+            # Occlusion variants on every real portrait, the corpus too (only the occlusion
+            # checks are counted on them: a mask changes what the light checks see).
+            for variant, (paint, faults) in OCCLUSION_VARIANTS.items():
+                try:
+                    painted = paint(base, points)
+                except FileNotFoundError as exc:  # the real hand needs the corpus
+                    print(f"{name} {variant}: skipped: {exc}", file=sys.stderr)
+                    continue
+                cases.append((variant, painted, own | set(faults), False))
         for variant, pixels, faults, religious in cases:
             buffer = io.BytesIO()
             Image.fromarray(pixels).save(buffer, "PNG")
@@ -128,6 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     continue
             got = {c["name"]: c for c in checks}
             labelled = entry.get("checked")
+            if variant in OCCLUSION_VARIANTS:
+                labelled = list(OCCLUSION)
             if where == "source":
                 # The photo's own background is not what the authority gets: the finished
                 # photo's background is replaced.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from appliance.idphoto import appearance, wearables
+from appliance.idphoto import appearance, occlusion, wearables
 from appliance.idphoto.checks import Check
 from appliance.idphoto.face_zones import FaceImage, FaceZones
 from appliance.idphoto.specs import DocumentSpec
@@ -32,4 +32,5 @@ def face_checks(
         appearance.eyes_visible_check(face),
         *wearables.glasses_checks(face, spec),
         wearables.head_covering_check(face, spec, religious_covering),
+        *occlusion.occlusion_checks(face, religious_covering),
     ]

@@ -41,6 +41,12 @@ FACE_TEXTS: dict[str, str] = {
     "face hidden": "the head covering hides part of the face (chin to forehead must show)",
     "eyes visible": "both eyes clearly visible",
     "eyes covered": "something covers an eye (hair, a hand, a frame)",
+    # face and mouth occlusion (OFIQ face occlusion, mouth occlusion)
+    "face visible": "the whole face visible",
+    "face covered": "something covers the face (a hand, a mask, a scarf, an object)",
+    "mouth visible": "the mouth visible",
+    "occlusion unjudged": "not judged: the face is too far over- or under-exposed",
+    "mouth covered": "something covers the mouth (%(share)s of the lips)",
 }
 
 # One instruction per fault, keyed by the check's message template id (the geometry and pose
@@ -77,6 +83,8 @@ ADVICE: dict[str, str] = {
     "head covered": "remove the cap or hat, or mark a religious head covering",
     "face hidden": "move the head covering so the face shows from chin to forehead",
     "eyes covered": "move the hair or the object away from the eyes and retake",
+    "face covered": "take the hand or the object away from the face and retake",
+    "mouth covered": "take off the mask or the scarf, or take the hand away from the mouth",
     # The background check's faults (their messages are in checks.TEXTS).
     "uneven": "light the backdrop evenly, or retake against the plain backdrop",
     **{
