@@ -58,7 +58,7 @@ def _references(face: FaceImage) -> list[np.ndarray]:
     forehead's (a mask or a scarf can cover the cheek zones, a fringe the forehead)."""
     forehead = _forehead(face.zones)
     found = [face.reference]
-    values = crop(face.lab, forehead)[crop(face.alpha, forehead) >= 0.5]
+    values = face.lab_in(forehead)[crop(face.alpha, forehead) >= 0.5]
     if len(values) >= 9:
         found.append(np.median(values.reshape(-1, 3), axis=0))
     skin = [r for r in found if _skin_like(r)]
@@ -130,6 +130,10 @@ class _Canvas:
         x0, y0, x1, y1 = self.box
         return np.ascontiguousarray(image[y0 : y1 : self.step, x0 : x1 : self.step])
 
+    def lab(self, face: FaceImage) -> np.ndarray:
+        """The face's CIELAB on the canvas's pixels (converted for the face's region only)."""
+        return np.ascontiguousarray(face.lab_in(self.box)[:: self.step, :: self.step])
+
     def ring(self, ring: tuple[int, ...], grow: float = 0.0, hull: bool = False) -> np.ndarray:
         corners = np.round(self.points[list(ring)]).astype(np.int32)
         outline = np.asarray(cv2.convexHull(corners)) if hull else corners
@@ -168,7 +172,7 @@ def measure(face: FaceImage) -> dict[str, object]:
     """Each zone's foreign share, the lips' redness over the skin around them, and where."""
     zones = face.zones
     canvas = _Canvas(zones, LOWER_FACE, 0.02, 2)
-    lab = canvas.view(face.lab)
+    lab = canvas.lab(face)
     person = canvas.view(face.alpha) >= 0.5
     references = _references(face)
     shares: dict[str, float] = {}
@@ -195,7 +199,7 @@ def measure(face: FaceImage) -> dict[str, object]:
         where[inside] = chosen
         boxes[name] = _zone_box(where if chosen.any() else mask, canvas)
     mouth = _Canvas(zones, LIPS, 0.25, 1)
-    contrast, spread = _lips_shown(mouth.view(face.lab), mouth)
+    contrast, spread = _lips_shown(mouth.lab(face), mouth)
     return {
         "shares": shares,
         "boxes": boxes,
@@ -324,7 +328,7 @@ def _occluder_box(face: FaceImage, seed: Box, colour: np.ndarray | None) -> Box:
                       round(fy1 + 0.8 * d)))  # fmt: skip
     x0, y0, x1, y1 = box
     k = 2  # every second pixel: the box is a mark, not a measure
-    lab = face.lab[y0:y1:k, x0:x1:k]
+    lab = face.lab_in(box)[::k, ::k]
     near = np.hypot((lab[..., 0] - colour[0]) * 0.5,
                     np.hypot(lab[..., 1] - colour[1], lab[..., 2] - colour[2])) < 12.0  # fmt: skip
     _count, labels, stats, _ = cv2.connectedComponentsWithStats(
