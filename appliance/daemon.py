@@ -26,6 +26,8 @@ from appliance.errors import ApplianceError
 from appliance.sdnotify import Notifier, Watchdog
 
 logger = logging.getLogger("appliance.daemon")
+# How often the main thread wakes to run a signal handler that another thread received.
+SIGNAL_POLL_S = 0.5
 
 
 def demo_config(config: Config, samples: Path) -> Config:
@@ -326,7 +328,10 @@ class Daemon:
             logger.error("cannot start: %s", error)
             self.stop()
             return 1
-        while not wake.wait(3600):
+        # The kernel may hand SIGTERM to any thread; CPython then only flags it, and the handler
+        # runs when the main thread next executes bytecode. A wait without end would keep it
+        # asleep past the signal (seen under strace), so it wakes twice a second to look.
+        while not wake.wait(SIGNAL_POLL_S):
             pass
         self.stop()
         return 0

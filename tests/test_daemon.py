@@ -7,6 +7,7 @@ the test presses through the (authenticated) API, as the demo page does.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -364,6 +365,32 @@ def _written_paths(text: str) -> set[str]:
         if renamed and not line.lstrip("0123456789 ").startswith(("open", "creat")):
             paths.add(renamed.group(2))
     return paths
+
+
+def test_sigterm_taken_by_another_thread_still_stops_the_daemon(
+    tmp_path: Path, camera_folder: Path, workspace: Path
+) -> None:
+    """The kernel may give a process's SIGTERM to any of its threads (under strace it gave it
+    to the web thread, and the daemon slept on past its stop): sent to one thread only, with
+    tgkill, it must still stop the daemon in an orderly way."""
+    daemon = start(tmp_path, camera_folder, '[printer]\nbackend = "fake"', workspace=workspace)
+    pid = daemon_pid(daemon)
+    others = sorted(int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if int(t.name) != pid)
+    assert others, "the daemon runs its web server and devices on threads"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, others[-1], signal.SIGTERM) != 0:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"tgkill: errno {ctypes.get_errno()}")
+    try:
+        code = daemon.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+        daemon.process.wait()
+        pytest.fail("the daemon did not stop after a SIGTERM taken by one of its threads")
+    finally:
+        daemon.notify.close()
+    assert code == 0
+    assert session_dirs(daemon.workspace) == []
 
 
 def test_kill_9_mid_session_is_wiped_at_the_next_start(
